@@ -1,0 +1,157 @@
+"""Callbacks for the side jobs of a DFAD run: pictures, data-free model selection, the best student."""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dfad_tf import fileio
+
+
+def _fixed_latents(num, latent_dim, seed):
+    return np.random.default_rng(seed).standard_normal((num, latent_dim)).astype("float32")
+
+
+def image_grid(images):
+    """Tiles `(n, h, w, c)` images into one uint8 `(rows*h, cols*w, c)` picture.
+
+    Each image is stretched to the full 0-255 range on its own, since generated
+    samples have no fixed pixel range.
+    """
+    images = np.asarray(images, dtype="float32")
+    low = images.min(axis=(1, 2, 3), keepdims=True)
+    high = images.max(axis=(1, 2, 3), keepdims=True)
+    images = (images - low) / np.maximum(high - low, 1e-8)
+    n, h, w, c = images.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * h, cols * w, c), dtype="float32")
+    for i, image in enumerate(images):
+        row, col = divmod(i, cols)
+        grid[row * h:(row + 1) * h, col * w:(col + 1) * w] = image
+    return (grid * 255).round().astype("uint8")
+
+
+class GeneratedImages(keras.callbacks.Callback):
+    """Each epoch, draws generated samples from fixed noise to TensorBoard and PNG.
+
+    Args:
+        log_dir: TensorBoard directory; images go to its `samples` subfolder.
+        image_dir: folder for `epoch_NNN.png` files (None for none).
+        num_images: images in the grid.
+        seed: seed of the fixed noise.
+
+    Example:
+    >>> distiller.fit(batch_size=256, callbacks=[GeneratedImages("runs/x/logs", "runs/x/samples")])
+    """
+
+    def __init__(self, log_dir, image_dir=None, num_images=64, seed=0):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "samples"))
+        self.image_dir = image_dir
+        self.num_images = num_images
+        self.seed = seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        generator = self.model.generator
+        latents = _fixed_latents(self.num_images, generator.input_shape[-1], self.seed)
+        grid = image_grid(generator(latents, training=False))
+        with self.writer.as_default():
+            tf.summary.image("generated_samples", grid[None], step=epoch + 1)
+        self.writer.flush()
+        if self.image_dir:
+            with fileio.atomic_path(os.path.join(self.image_dir, f"epoch_{epoch + 1:03d}.png")) as tmp:
+                tf.io.write_file(tmp, tf.io.encode_png(grid))
+
+
+class GeneratedAgreement(keras.callbacks.Callback):
+    """Adds `gen_agreement` to the epoch logs: a model-selection signal without data.
+
+    The fraction of a fixed bank of generated images (fixed noise through the
+    current generator, in inference mode) on which the student's top-1 class
+    equals the teacher's. The generator is trained to find images where the two
+    disagree, so a student that agrees on them has caught up with the hardest
+    samples the run can make. Put this callback before any that reads it.
+
+    Args:
+        num_samples: size of the noise bank.
+        seed: seed of the noise bank.
+        batch_size: images per forward pass.
+
+    Example:
+    >>> callbacks = [GeneratedAgreement(), BestStudentCheckpoint("student.keras", "gen_agreement")]
+    """
+
+    def __init__(self, num_samples=2048, seed=1, batch_size=512):
+        super().__init__()
+        self.num_samples = num_samples
+        self.seed = seed
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        distiller = self.model
+        latents = _fixed_latents(self.num_samples, distiller.generator.input_shape[-1], self.seed)
+        agree = 0
+        for start in range(0, self.num_samples, self.batch_size):
+            images = distiller.generator(latents[start:start + self.batch_size], training=False)
+            teacher = np.argmax(distiller.teacher(images, training=False), axis=-1)
+            student = np.argmax(distiller.student(images, training=False), axis=-1)
+            agree += int(np.sum(teacher == student))
+        if logs is not None:
+            logs["gen_agreement"] = agree / self.num_samples
+
+
+class BestStudentCheckpoint(keras.callbacks.Callback):
+    """Saves the student whenever `monitor` reaches a new best, never a worse one.
+
+    The best value is kept in a JSON file beside the model, so a resumed or a
+    repeated run in the same place only replaces the student when it beats the
+    one already on disk.
+
+    Args:
+        filepath: where the student is saved (`.keras`).
+        monitor: log key to maximise, e.g. "val_accuracy" or "gen_agreement".
+        record_path: JSON file with the best value and epoch (default:
+            `filepath` with `.json` instead of `.keras`).
+        extra_record: dict stored in the record with each save (the run's
+            configuration, say).
+
+    Example:
+    >>> BestStudentCheckpoint("runs/x/student.keras", monitor="val_accuracy")
+    """
+
+    def __init__(self, filepath, monitor="val_accuracy", record_path=None, extra_record=None):
+        super().__init__()
+        self.filepath = filepath
+        self.monitor = monitor
+        self.record_path = record_path or os.path.splitext(filepath)[0] + ".json"
+        self.extra_record = extra_record or {}
+        self.improved = False
+
+    @property
+    def record(self):
+        """The saved best: `{"monitor", "value", "epoch", ...}`, or None."""
+        return fileio.read_json(self.record_path)
+
+    def on_train_begin(self, logs=None):
+        record = self.record
+        if record is not None and record["monitor"] != self.monitor:
+            raise ValueError(
+                f"{self.record_path} records a student chosen by {record['monitor']!r}, "
+                f"not comparable with {self.monitor!r}: use another output directory"
+            )
+        self.best = -np.inf if record is None else record["value"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(f"BestStudentCheckpoint: {self.monitor!r} is not in the logs {sorted(logs or {})}")
+        if value > self.best:
+            self.best = float(value)
+            self.improved = True
+            with fileio.atomic_path(self.filepath) as tmp:
+                self.model.student.save(tmp)
+            fileio.write_json(self.record_path, {
+                **self.extra_record, "monitor": self.monitor, "value": self.best, "epoch": epoch + 1,
+            })

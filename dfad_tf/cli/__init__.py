@@ -1,0 +1,1 @@
+"""absl command-line binaries: train_teacher, distill, evaluate."""

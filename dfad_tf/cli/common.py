@@ -1,0 +1,102 @@
+"""Flags shared by several binaries, and the one-line error convention."""
+
+import functools
+import os
+import sys
+
+from absl import app, flags
+
+from dfad_tf import data, models
+
+FLAGS = flags.FLAGS
+
+NO_DATASET = "none"
+
+flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
+                  "Labelled dataset for training a teacher and for held-out evaluation. "
+                  "'digits' is scikit-learn's bundled handwritten digits (offline); others load through "
+                  "tensorflow_datasets from --data_dir. Distillation itself never reads its images; "
+                  f"'{NO_DATASET}' distills with no labelled data at all (needs --teacher).")
+flags.DEFINE_string("data_dir", None, "tensorflow_datasets data directory (default: tfds's own, ~/tensorflow_datasets).")
+flags.DEFINE_string("model_dir", None, "Output directory of the run; created if missing.")
+flags.DEFINE_integer("seed", 0, "Random seed for weights, noise, shuffling and augmentation.")
+
+flags.DEFINE_enum("teacher_model", "lenet5", sorted(models.CLASSIFIERS),
+                  "Architecture of a teacher trained from scratch.")
+flags.DEFINE_integer("teacher_epochs", 30, "Epochs of teacher training.", lower_bound=1)
+flags.DEFINE_integer("teacher_batch_size", 64, "Batch size of teacher training.", lower_bound=1)
+flags.DEFINE_float("teacher_lr", 0.05, "Initial SGD learning rate of teacher training (cosine decay to 0).")
+flags.DEFINE_float("teacher_weight_decay", 5e-4, "SGD weight decay of teacher training.", lower_bound=0.0)
+flags.DEFINE_bool("teacher_augment", True, "Random shifts and rotations while training a teacher.")
+
+
+class FlagError(Exception):
+    """Bad input attributable to one flag; printed as one line naming it.
+
+    Args:
+        flag: the flag's name, without dashes.
+        message: what is wrong and what would be right.
+
+    Example:
+    >>> raise FlagError("teacher", "runs/x.keras: no such file")
+    """
+
+    def __init__(self, flag, message):
+        super().__init__(f"--{flag}: {message}")
+        self.flag = flag
+
+
+def require_positive(*names):
+    """Registers validators: each float flag in `names` must be > 0."""
+    for name in names:
+        flags.register_validator(name, lambda value: value is not None and value > 0,
+                                 message=f"--{name} must be a number greater than 0")
+
+
+require_positive("teacher_lr")
+flags.mark_flag_as_required("model_dir")
+
+
+def run(main):
+    """`app.run(main)`, with `FlagError` printed as one line on stderr and exit code 2.
+
+    Nothing is written by a binary before its inputs are checked, so an error
+    leaves earlier results in --model_dir untouched.
+    """
+
+    @functools.wraps(main)
+    def checked_main(argv):
+        try:
+            if len(argv) > 1:
+                raise FlagError(argv[1].lstrip("-"), f"unexpected argument {argv[1]!r}; every input is a --flag=value")
+            return main(argv)
+        except FlagError as error:
+            print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(checked_main)
+
+
+def labelled_dataset(split):
+    """Loads --dataset's `split`; a FlagError if there is none or tfds cannot provide it."""
+    from dfad_tf import data
+    from dfad_tf.data.tfds_sources import DatasetUnavailableError
+
+    if FLAGS.dataset == NO_DATASET:
+        raise FlagError("dataset", f"this needs labelled data; choose one of: {', '.join(sorted(data.SOURCES))}")
+    try:
+        return data.load(FLAGS.dataset, split, data_dir=FLAGS.data_dir)
+    except DatasetUnavailableError as error:
+        raise FlagError("data_dir", str(error)) from error
+
+
+def teacher_recipe():
+    """The teacher-training flags as keyword arguments of `teacher.train_teacher`."""
+    return dict(epochs=FLAGS.teacher_epochs, batch_size=FLAGS.teacher_batch_size,
+                learning_rate=FLAGS.teacher_lr, weight_decay=FLAGS.teacher_weight_decay,
+                augment=FLAGS.teacher_augment, seed=FLAGS.seed)
+
+
+def verbosity():
+    """A live progress bar on a terminal, one line per epoch in a log file."""
+    return 1 if sys.stdout.isatty() else 2

@@ -1,0 +1,203 @@
+"""Distill a teacher into a small student without any real data (DFAD).
+
+A generator invents images on which teacher and student disagree; the student
+learns to agree on them; the two alternate until the student matches the
+teacher. Real labelled data (--dataset) is only used to train a teacher when
+--teacher is not given and to measure the student on held-out images after
+each epoch; with --dataset=none nothing but the teacher is needed.
+
+Leaves in MODEL_DIR: student.keras (the best student so far, chosen by held-out
+accuracy or, without data, by agreement with the teacher on generated images),
+student.json (how it was chosen), generator.keras, student_savedmodel/,
+student.tflite, metrics.json, history.csv, logs/ (TensorBoard: losses, metrics,
+generated samples) and samples/epoch_NNN.png. A killed run restarted with the
+same command resumes from its last finished epoch.
+
+Example:
+  dfad-distill --flagfile=flags/digits.cfg --model_dir=runs/digits
+"""
+
+import os
+import time
+
+from absl import flags, logging
+
+from dfad_tf import losses, models
+from dfad_tf.cli import common, train_teacher
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("teacher", None,
+                    "Teacher to distill: a .keras or .h5 file, or a SavedModel directory. If not given, "
+                    "MODEL_DIR/teacher.keras is used, and trained on --dataset first if missing "
+                    "(see the --teacher_* flags).")
+flags.DEFINE_bool("allow_unsafe_teacher", False,
+                  "Load a .keras teacher even if it holds Python code (Lambda layers), which Keras's "
+                  "safe mode refuses. Only for files from a source you trust.")
+flags.DEFINE_enum("student", "lenet5_half", sorted(models.CLASSIFIERS), "Student architecture.")
+flags.DEFINE_enum("generator", "generator_a", sorted(models.GENERATORS),
+                  "Generator architecture: generator_a (upsampling, MNIST/CIFAR) or generator_b (DCGAN).")
+flags.DEFINE_integer("generator_width", 64, "Base filter count of the generator (64 in the paper).", lower_bound=1)
+flags.DEFINE_integer("latent_dim", 256, "Length of the generator's noise vector.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 512, "Generated images per imitation or generation step.", lower_bound=1)
+flags.DEFINE_integer("imitation_steps", 5, "Student updates per generator update (k).", lower_bound=1)
+flags.DEFINE_integer("iterations_per_epoch", 50,
+                     "DFAD iterations (k imitation + 1 generation step) per epoch; validation runs after each.",
+                     lower_bound=1)
+flags.DEFINE_integer("epochs", 40, "Epochs of distillation.", lower_bound=1)
+flags.DEFINE_float("student_lr", 0.1, "Initial SGD learning rate of the student.")
+flags.DEFINE_float("student_momentum", 0.9, "SGD momentum of the student.", lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_float("student_weight_decay", 5e-4, "SGD weight decay of the student (0 for none).", lower_bound=0.0)
+flags.DEFINE_float("generator_lr", 1e-3, "Initial Adam learning rate of the generator.")
+flags.DEFINE_list("lr_decay_epochs", [],
+                  "Comma-separated epochs at which both learning rates are multiplied by --lr_decay_factor.")
+flags.DEFINE_float("lr_decay_factor", 0.1, "Step-decay multiplier of both learning rates.")
+flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
+                  "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
+flags.DEFINE_multi_enum("export", ["saved_model", "float32"], ["saved_model", "float32"],
+                        "What to export from the best student: saved_model (MODEL_DIR/student_savedmodel) and/or "
+                        "float32 (MODEL_DIR/student.tflite). Repeat the flag or give none with --noexport.")
+
+common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
+flags.register_validator(
+    "lr_decay_epochs", lambda values: all(v.isdigit() and int(v) > 0 for v in values),
+    message="--lr_decay_epochs must be a comma-separated list of positive integers, e.g. 100,200")
+
+
+def _load_teacher(model_dir, has_data):
+    from dfad_tf import model_files
+
+    if FLAGS.teacher:
+        path = FLAGS.teacher
+    else:
+        path = os.path.join(model_dir, "teacher.keras")
+        if not os.path.exists(path):
+            if not has_data:
+                raise common.FlagError("teacher", f"required with --dataset={common.NO_DATASET} (a .keras file or SavedModel)")
+            train_teacher.train_and_save(model_dir)
+    try:
+        return model_files.load_model(path, safe_mode=not FLAGS.allow_unsafe_teacher)
+    except model_files.ModelFileError as error:
+        hint = "; pass --allow_unsafe_teacher if you trust it" if error.unsafe else ""
+        raise common.FlagError("teacher", f"{error}{hint}") from error
+
+
+def _check_teacher(teacher, spec):
+    if len(teacher.input_shape) != 4 or len(teacher.output_shape) != 2:
+        raise common.FlagError("teacher", f"expected an image classifier (batch, h, w, c) -> (batch, classes), "
+                                          f"got {teacher.input_shape} -> {teacher.output_shape}")
+    if spec is None:
+        return
+    if tuple(teacher.input_shape[1:]) != tuple(spec.image_shape):
+        raise common.FlagError("teacher", f"takes images of shape {tuple(teacher.input_shape[1:])} but "
+                                          f"--dataset={FLAGS.dataset} has {spec.image_shape}")
+    if teacher.output_shape[-1] != spec.num_classes:
+        raise common.FlagError("teacher", f"predicts {teacher.output_shape[-1]} classes but "
+                                          f"--dataset={FLAGS.dataset} has {spec.num_classes}")
+
+
+def configuration():
+    """The flags that define this run, as recorded in student.json and metrics.json."""
+    names = ["dataset", "teacher", "student", "generator", "generator_width", "latent_dim", "batch_size",
+             "imitation_steps", "iterations_per_epoch", "epochs", "student_lr", "student_momentum",
+             "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss", "seed"]
+    return {name: FLAGS[name].value for name in names}
+
+
+def main(argv):
+    del argv
+    import keras
+
+    from dfad_tf import callbacks, data, evaluation, export, fileio, optimizers
+    from dfad_tf.distiller import DataFreeDistiller
+
+    has_data = FLAGS.dataset != common.NO_DATASET
+    spec = data.spec(FLAGS.dataset) if has_data else None
+    model_dir = FLAGS.model_dir
+    os.makedirs(model_dir, exist_ok=True)
+    teacher = _load_teacher(model_dir, has_data)
+    _check_teacher(teacher, spec)
+    test_images = test_labels = None
+    if has_data:
+        test_images, test_labels = evaluation.arrays(common.labelled_dataset("test"))
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    image_shape = tuple(teacher.input_shape[1:])
+    student = models.build_classifier(FLAGS.student, image_shape, teacher.output_shape[-1])
+    generator = models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width)
+    distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=FLAGS.imitation_steps, seed=FLAGS.seed)
+    student_optimizer, generator_optimizer = optimizers.paper_optimizers(
+        FLAGS.student_lr, FLAGS.generator_lr, weight_decay=FLAGS.student_weight_decay,
+        momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
+        decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
+        imitation_steps=FLAGS.imitation_steps)
+    distiller.compile(student_optimizer, generator_optimizer, loss=FLAGS.loss,
+                      metrics=["accuracy"] if has_data else None)
+
+    student_path = os.path.join(model_dir, "student.keras")
+    best = callbacks.BestStudentCheckpoint(
+        student_path, monitor="val_accuracy" if has_data else "gen_agreement",
+        extra_record={"config": configuration()})
+    run_callbacks = [
+        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
+        keras.callbacks.TerminateOnNaN(),
+        callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),
+        best,
+        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
+        callbacks.GeneratedImages(os.path.join(model_dir, "logs"), os.path.join(model_dir, "samples"),
+                                  seed=FLAGS.seed),
+    ]
+    started = time.time()
+    history = distiller.fit(
+        batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch, epochs=FLAGS.epochs,
+        validation_data=(test_images, test_labels) if has_data else None,
+        callbacks=run_callbacks, verbose=common.verbosity())
+    seconds = time.time() - started
+    if best.improved:
+        with fileio.atomic_path(os.path.join(model_dir, "generator.keras")) as tmp:
+            generator.save(tmp)
+    else:
+        logging.warning("this run did not beat the student already in %s (%s %.4f); kept it",
+                        model_dir, best.monitor, best.best)
+
+    exported = keras.saving.load_model(student_path)
+    exports = {"saved_model": (export.export_saved_model, "student_savedmodel"),
+               "float32": (export.export_tflite, "student.tflite")}
+    for name in FLAGS.export:
+        write, filename = exports[name]
+        if best.improved or not os.path.exists(os.path.join(model_dir, filename)):
+            write(exported, os.path.join(model_dir, filename))
+
+    record = best.record
+    metrics = {
+        "selection": {
+            "monitor": record["monitor"], "value": record["value"], "epoch": record["epoch"],
+            "note": ("student.keras is the student of the epoch with the best value of `monitor`: "
+                     "val_accuracy is held-out accuracy (the paper's protocol); gen_agreement is top-1 "
+                     "agreement with the teacher on generated images (used when there is no labelled data)."),
+        },
+        "config": record["config"],
+        "this_run": {"seconds": round(seconds, 1), "epochs_run": len(history.epoch),
+                     "iterations_per_second": round(len(history.epoch) * FLAGS.iterations_per_epoch / seconds, 3),
+                     "replaced_student": best.improved},
+    }
+    if has_data:
+        metrics["teacher_accuracy"] = evaluation.model_accuracy(teacher, test_images, test_labels)
+        metrics["student_accuracy"] = evaluation.model_accuracy(exported, test_images, test_labels)
+        if "val_accuracy" in history.history:
+            metrics["this_run"]["best_epoch_accuracy"] = max(history.history["val_accuracy"])
+        if "float32" in FLAGS.export:
+            metrics["student_tflite_accuracy"] = evaluation.accuracy(
+                export.tflite_predict(os.path.join(model_dir, "student.tflite"), test_images), test_labels)
+    metrics_path = os.path.join(model_dir, "metrics.json")
+    fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), **metrics})
+    logging.info("metrics: %s", metrics)
+
+
+def run():
+    common.run(main)
+
+
+if __name__ == "__main__":
+    run()

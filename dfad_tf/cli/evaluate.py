@@ -1,0 +1,61 @@
+"""Measure a classifier's top-1 accuracy on a held-out split.
+
+Takes a .keras/.h5 file, a SavedModel directory or a .tflite file (run with
+ai_edge_litert) and prints one JSON line: {"model", "dataset", "split",
+"accuracy", "examples"}.
+
+Example:
+  dfad-evaluate --model=runs/digits/student.tflite --dataset=digits
+"""
+
+import json
+
+from absl import flags
+
+from dfad_tf.cli import common
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model", None, "Model to evaluate: .keras, .h5, .tflite file or SavedModel directory.")
+flags.DEFINE_enum("split", "test", ["train", "test"], "Split of --dataset to evaluate on.")
+flags.DEFINE_bool("allow_unsafe_model", False, "Load a .keras file holding Python code (only if you trust it).")
+flags.mark_flag_as_required("model")
+
+
+def main(argv):
+    del argv
+    import os
+
+    from dfad_tf import data, evaluation, export, model_files
+
+    images, labels = evaluation.arrays(common.labelled_dataset(FLAGS.split))
+    spec = data.spec(FLAGS.dataset)
+    if FLAGS.model.endswith(".tflite"):
+        if not os.path.isfile(FLAGS.model):
+            raise common.FlagError("model", f"{FLAGS.model}: no such file")
+        try:
+            logits = export.tflite_predict(FLAGS.model, images)
+        except (ValueError, RuntimeError) as error:
+            raise common.FlagError("model", f"{FLAGS.model}: cannot run as TFLite ({error})") from error
+    else:
+        try:
+            model = model_files.load_model(FLAGS.model, safe_mode=not FLAGS.allow_unsafe_model)
+        except model_files.ModelFileError as error:
+            raise common.FlagError("model", str(error)) from error
+        if tuple(model.input_shape[1:]) != tuple(spec.image_shape):
+            raise common.FlagError("model", f"takes images of shape {tuple(model.input_shape[1:])} but "
+                                            f"--dataset={FLAGS.dataset} has {spec.image_shape}")
+        logits = model.predict(images, batch_size=512, verbose=0)
+    if logits.shape[-1] != spec.num_classes:
+        raise common.FlagError("model", f"predicts {logits.shape[-1]} classes but --dataset={FLAGS.dataset} "
+                                        f"has {spec.num_classes}")
+    print(json.dumps({"model": FLAGS.model, "dataset": FLAGS.dataset, "split": FLAGS.split,
+                      "accuracy": evaluation.accuracy(logits, labels), "examples": int(len(labels))}))
+
+
+def run():
+    common.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,47 @@
+"""Labelled image data, used only to train a teacher and to evaluate students.
+
+Distillation itself never reads an image: the distiller's training data is
+latent noise. Each source returns unbatched `(image, label)` pairs with images
+normalised the way the paper's reference code does.
+
+Example:
+>>> from dfad_tf import data
+>>> spec = data.spec("digits")
+>>> test = data.load("digits", "test").batch(256)
+"""
+
+from dfad_tf.data import digits, tfds_sources
+from dfad_tf.data.spec import DatasetSpec
+
+SOURCES = {
+    "digits": digits,
+    "mnist": tfds_sources.MNIST,
+}
+
+
+def _source(name):
+    if name not in SOURCES:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(SOURCES))}")
+    return SOURCES[name]
+
+
+def spec(name):
+    """Returns the `DatasetSpec` (image shape, classes, splits) of dataset `name`."""
+    return _source(name).SPEC
+
+
+def load(name, split, data_dir=None):
+    """Loads one split of dataset `name` as an unbatched `tf.data.Dataset`.
+
+    Args:
+        name: a key of `SOURCES`.
+        split: "train" or "test".
+        data_dir: where tfds keeps prepared datasets (ignored by "digits").
+
+    Returns:
+        A dataset of `(image, label)`, images float32 `(height, width, channels)`.
+    """
+    source = _source(name)
+    if split not in source.SPEC.splits:
+        raise ValueError(f"dataset {name!r} has no split {split!r}; choose one of: {', '.join(source.SPEC.splits)}")
+    return source.load(split, data_dir=data_dir)

@@ -1,0 +1,84 @@
+"""Discrepancy losses between teacher and student outputs.
+
+Each loss compares `y_true` (teacher outputs) with `y_pred` (student outputs)
+of any shape `(batch, ..., classes)`: logits of a classifier or per-pixel
+logits of a segmentation model alike. The per-sample value averages over every
+non-batch axis, so Keras's batch reduction (and its scaling by the number of
+replicas under `tf.distribute`) gives the mean over all elements, the
+`1/n ||T(x) - S(x)||_1` of the paper's Eq. 2.
+
+Example:
+>>> loss = get("mae")
+>>> float(loss([[1.0, -1.0]], [[0.0, 0.0]]))
+1.0
+"""
+
+import keras
+from keras import ops
+
+
+def _mean_over_sample(values):
+    return ops.mean(values, axis=tuple(range(1, len(values.shape))))
+
+
+def mean_absolute_discrepancy(y_true, y_pred):
+    """Mean absolute difference of the outputs (the paper's default)."""
+    return _mean_over_sample(ops.abs(y_true - y_pred))
+
+
+def mean_squared_discrepancy(y_true, y_pred):
+    """Mean squared difference of the outputs."""
+    return _mean_over_sample(ops.square(y_true - y_pred))
+
+
+def kl_discrepancy(y_true, y_pred):
+    """KL(softmax(teacher) || softmax(student)) over the last axis."""
+    log_p = ops.log_softmax(y_true, axis=-1)
+    log_q = ops.log_softmax(y_pred, axis=-1)
+    kl = ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
+    return kl if len(kl.shape) == 1 else _mean_over_sample(kl)
+
+
+def squared_plus_absolute_discrepancy(y_true, y_pred):
+    """Sum of the mean squared and the mean absolute differences."""
+    return mean_squared_discrepancy(y_true, y_pred) + mean_absolute_discrepancy(y_true, y_pred)
+
+
+DISCREPANCIES = {
+    "mae": mean_absolute_discrepancy,
+    "mse": mean_squared_discrepancy,
+    "kld": kl_discrepancy,
+    "mse+mae": squared_plus_absolute_discrepancy,
+}
+
+
+@keras.saving.register_keras_serializable(package="dfad_tf")
+class Discrepancy(keras.losses.Loss):
+    """A discrepancy of `DISCREPANCIES` as a `keras.losses.Loss`.
+
+    Its call averages the per-sample discrepancy over the batch (and, under a
+    `tf.distribute` strategy, divides by the number of replicas so that the
+    summed gradients are those of the global batch).
+
+    Args:
+        name: one of `DISCREPANCIES`: "mae", "mse", "kld" or "mse+mae".
+
+    Example:
+    >>> float(Discrepancy("mse")([[2.0, 0.0]], [[0.0, 0.0]]))
+    2.0
+    """
+
+    def __init__(self, name="mae", **kwargs):
+        if name not in DISCREPANCIES:
+            raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(DISCREPANCIES)}")
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        return DISCREPANCIES[self.name](y_true, y_pred)
+
+
+def get(name_or_loss):
+    """Returns a `Discrepancy` for a name; passes a `keras.losses.Loss` through."""
+    if isinstance(name_or_loss, keras.losses.Loss):
+        return name_or_loss
+    return Discrepancy(name_or_loss)

@@ -1,0 +1,95 @@
+"""Generators that turn latent noise into images (paper Table 4).
+
+Both take any image size and channel count: the first feature map is the
+image size divided by the total upsampling factor, rounded up, and the output
+is centre-cropped when the size does not divide evenly.
+"""
+
+import math
+
+import keras
+from keras import layers
+
+_BN = dict(momentum=0.9, epsilon=1e-5)
+
+
+def _project(latent_dim, image_shape, channels, upsampling):
+    """Latent input, then FC -> reshape -> BN to the first feature map."""
+    height, width = image_shape[:2]
+    init = (math.ceil(height / upsampling), math.ceil(width / upsampling))
+    z = keras.Input((latent_dim,), name="latent")
+    x = layers.Dense(channels * init[0] * init[1], name="project")(z)
+    x = layers.Reshape((*init, channels), name="reshape")(x)
+    x = layers.BatchNormalization(**_BN, name="project_bn")(x)
+    return z, x
+
+
+def _to_image(z, x, image_shape, name):
+    height, width = image_shape[:2]
+    if x.shape[1:3] != (height, width):
+        x = layers.CenterCrop(height, width, name="crop")(x)
+    return keras.Model(z, x, name=name)
+
+
+def generator_a(latent_dim, image_shape, width=64, name="generator_a"):
+    """Generator-A: nearest-neighbour upsampling, for MNIST and CIFAR.
+
+    FC, reshape, BN; 2x upsample, 3x3 conv (2*width), BN, LeakyReLU(0.2);
+    2x upsample, 3x3 conv (width), BN, LeakyReLU(0.2); 3x3 conv to the image
+    channels, tanh, and a non-affine BN that standardises each channel.
+
+    Args:
+        latent_dim: length of the noise vector.
+        image_shape: `(height, width, channels)` of the images to produce.
+        width: base filter count (64 in the paper).
+        name: model name.
+
+    Returns:
+        A `keras.Model` mapping `(batch, latent_dim)` to images.
+
+    Example:
+    >>> generator_a(256, (32, 32, 1)).output_shape
+    (None, 32, 32, 1)
+    """
+    z, x = _project(latent_dim, image_shape, 2 * width, upsampling=4)
+    for i, filters in enumerate((2 * width, width), start=1):
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}")(x)
+        x = layers.Conv2D(filters, 3, padding="same", name=f"conv{i}")(x)
+        x = layers.BatchNormalization(**_BN, name=f"bn{i}")(x)
+        x = layers.LeakyReLU(0.2, name=f"lrelu{i}")(x)
+    x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
+    x = layers.Activation("tanh", name="tanh")(x)
+    x = layers.BatchNormalization(center=False, scale=False, **_BN, name="out_bn")(x)
+    return _to_image(z, x, image_shape, name)
+
+
+def generator_b(latent_dim, image_shape, width=64, name="generator_b"):
+    """Generator-B: DCGAN-style transposed convolutions, for larger images.
+
+    FC, reshape, BN; four 3x3 stride-2 transposed convolutions with 8, 4, 2
+    and 1 times `width` filters, each with BN and LeakyReLU(0.2); a 3x3 conv
+    to the image channels and tanh.
+
+    Args:
+        latent_dim: length of the noise vector.
+        image_shape: `(height, width, channels)` of the images to produce.
+        width: base filter count (64 in the paper).
+        name: model name.
+
+    Returns:
+        A `keras.Model` mapping `(batch, latent_dim)` to images.
+
+    Example:
+    >>> generator_b(256, (128, 128, 3)).output_shape
+    (None, 128, 128, 3)
+    """
+    z, x = _project(latent_dim, image_shape, 8 * width, upsampling=16)
+    for i, multiple in enumerate((8, 4, 2, 1), start=1):
+        x = layers.Conv2DTranspose(
+            multiple * width, 3, 2, padding="same", use_bias=False, name=f"deconv{i}"
+        )(x)
+        x = layers.BatchNormalization(**_BN, name=f"bn{i}")(x)
+        x = layers.LeakyReLU(0.2, name=f"lrelu{i}")(x)
+    x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
+    x = layers.Activation("tanh", name="tanh")(x)
+    return _to_image(z, x, image_shape, name)

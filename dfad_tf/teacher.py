@@ -1,0 +1,63 @@
+"""Training a teacher on labelled data, for users who do not already have one."""
+
+import keras
+
+from dfad_tf import models
+
+
+def augmentation(spec):
+    """Small random shifts and rotations, filling with the normalised black level.
+
+    Args:
+        spec: the dataset's `DatasetSpec` (its mean and std give the fill value).
+    """
+    fill = -spec.mean[0] / spec.std[0]
+    return keras.Sequential([
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=fill),
+        keras.layers.RandomRotation(0.05, fill_mode="constant", fill_value=fill),
+    ], name="augmentation")
+
+
+def train_teacher(model_name, spec, train, test=None, epochs=30, batch_size=64, learning_rate=0.05,
+                  weight_decay=5e-4, augment=True, seed=0, callbacks=(), verbose="auto"):
+    """Trains a classifier with SGD (momentum 0.9) and a cosine-decayed learning rate.
+
+    Args:
+        model_name: a key of `models.CLASSIFIERS`.
+        spec: the dataset's `DatasetSpec`.
+        train: unbatched `(image, label)` dataset.
+        test: optional unbatched `(image, label)` dataset for validation.
+        epochs: passes over `train`.
+        batch_size: images per step.
+        learning_rate: initial SGD learning rate.
+        weight_decay: SGD weight decay.
+        augment: apply `augmentation(spec)` to training batches.
+        seed: shuffling and augmentation seed.
+        callbacks: Keras callbacks for `fit`.
+        verbose: `fit` verbosity.
+
+    Returns:
+        `(model, history)`.
+
+    Example:
+    >>> teacher, _ = train_teacher("lenet5", data.spec("digits"), data.load("digits", "train"))
+    """
+    model = models.build_classifier(model_name, spec.image_shape, spec.num_classes)
+    batches = train.shuffle(10_000, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+    if augment:
+        augment_layer = augmentation(spec)
+        batches = batches.map(lambda x, y: (augment_layer(x, training=True), y))
+    steps = epochs * int(batches.cardinality())
+    model.compile(
+        optimizer=keras.optimizers.SGD(
+            keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1)),
+            momentum=0.9, weight_decay=weight_decay or None,
+        ),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        batches, epochs=epochs, validation_data=test.batch(512) if test is not None else None,
+        callbacks=list(callbacks), verbose=verbose,
+    )
+    return model, history

@@ -1,0 +1,40 @@
+"""dfad_tf: data-free adversarial distillation for Keras 3 / TensorFlow."""
+
+import re
+
+from setuptools import find_packages, setup
+
+with open("dfad_tf/__init__.py") as f:
+    version = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+setup(
+    name="dfad_tf",
+    version=version,
+    description="Data-free adversarial distillation (DFAD) of Keras classifiers, with absl binaries and TFLite export",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["dfad_tf", "dfad_tf.*"]),
+    install_requires=[
+        # tensorflow, not tensorflow-cpu: tf-keras (needed by tensorflow-model-optimization)
+        # depends on the full package, and both would be installed otherwise.
+        "tensorflow==2.21.*",
+        "keras>=3.15",
+        "tf-keras==2.21.*",
+        "keras-cv",
+        "tensorflow-datasets",
+        "tensorflow-model-optimization",
+        "absl-py",
+        "scikit-learn",
+        "ai-edge-litert",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={
+        "console_scripts": [
+            "dfad-train-teacher=dfad_tf.cli.train_teacher:run",
+            "dfad-distill=dfad_tf.cli.distill:run",
+            "dfad-evaluate=dfad_tf.cli.evaluate:run",
+        ]
+    },
+)

@@ -1,0 +1,128 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dfad_tf import losses, models, optimizers
+from dfad_tf.distiller import DataFreeDistiller
+
+IMAGE = (32, 32, 1)
+LATENT = 8
+
+
+def tiny_distiller(imitation_steps=2, seed=0, loss="mae"):
+    teacher = models.build_classifier("resnet18_8x", IMAGE, 10)  # has BatchNorm, unlike LeNet
+    student = models.build_classifier("lenet5_half", IMAGE, 10)
+    generator = models.build_generator("generator_a", LATENT, IMAGE, width=4)
+    distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=imitation_steps, seed=seed)
+    distiller.compile(*optimizers.paper_optimizers(0.05, 1e-2, iterations_per_epoch=2,
+                                                   imitation_steps=imitation_steps),
+                      loss=loss, metrics=["accuracy"])
+    return distiller
+
+
+def snapshot(model):
+    return {v.path: np.array(v) for v in model.weights}
+
+
+def changed(before, model, trainable_only=False):
+    variables = model.trainable_weights if trainable_only else model.weights
+    return {v.path for v in variables if not np.array_equal(before[v.path], np.array(v))}
+
+
+def noise(distiller, batch=8):
+    return next(iter(distiller.latent_noise(batch)))
+
+
+def test_imitation_step_changes_only_the_student():
+    distiller = tiny_distiller()
+    before = {m.name: snapshot(m) for m in (distiller.teacher, distiller.student, distiller.generator)}
+    distiller._imitation_step(noise(distiller)[:, 0])
+    assert changed(before[distiller.student.name], distiller.student, trainable_only=True) == {
+        v.path for v in distiller.student.trainable_weights}
+    assert not changed(before[distiller.generator.name], distiller.generator, trainable_only=True)
+    assert not changed(before[distiller.teacher.name], distiller.teacher)
+
+
+def test_generation_step_changes_only_the_generator():
+    distiller = tiny_distiller()
+    before = {m.name: snapshot(m) for m in (distiller.teacher, distiller.student, distiller.generator)}
+    distiller._generation_step(noise(distiller)[:, -1])
+    assert changed(before[distiller.generator.name], distiller.generator, trainable_only=True) == {
+        v.path for v in distiller.generator.trainable_weights}
+    assert not changed(before[distiller.student.name], distiller.student, trainable_only=True)
+    assert not changed(before[distiller.teacher.name], distiller.teacher)
+
+
+def test_generator_gets_gradients_through_the_teacher():
+    distiller = tiny_distiller()
+    z = noise(distiller)[:, 0]
+    discrepancy = losses.get("mae")
+    with tf.GradientTape() as tape:
+        images = distiller.generator(z, training=True)
+        # The student's outputs are constants here: every gradient comes through the teacher.
+        student_outputs = tf.stop_gradient(distiller.student(images, training=True))
+        loss = -discrepancy(distiller.teacher(images, training=False), student_outputs)
+    gradients = tape.gradient(loss, distiller.generator.trainable_variables)
+    assert all(g is not None for g in gradients)
+    assert sum(float(tf.reduce_sum(tf.abs(g))) for g in gradients) > 0
+
+
+def test_fit_runs_whole_iterations_in_one_graph_and_reports_losses():
+    distiller = tiny_distiller(imitation_steps=3)
+    python_calls = []
+    generation_step = distiller._generation_step
+    distiller._generation_step = lambda z: python_calls.append(1) or generation_step(z)
+    history = distiller.fit(batch_size=8, steps_per_epoch=3, epochs=2, verbose=0)
+    assert set(history.history) == {"loss_S", "loss_G"}
+    assert history.history["loss_S"][0] > 0 and history.history["loss_G"][0] < 0
+    # 3 imitation updates of the student and 1 generator update per iteration, 6 iterations.
+    assert int(distiller.student_optimizer.iterations) == 18
+    assert int(distiller.generator_optimizer.iterations) == 6
+    # The Python body ran once, to trace the graph that then ran all 6 iterations.
+    assert len(python_calls) == 1
+
+
+def test_latent_noise_is_reproducible_from_the_seed():
+    first = tiny_distiller(imitation_steps=3, seed=7)
+    again = tiny_distiller(imitation_steps=3, seed=7)
+    other = tiny_distiller(imitation_steps=3, seed=8)
+    batches = [list(d.latent_noise(4).take(2).as_numpy_iterator()) for d in (first, again, other)]
+    assert batches[0][0].shape == (4, 4, LATENT)  # batch, k + 1 draws, latent
+    np.testing.assert_array_equal(batches[0], batches[1])
+    assert not np.allclose(batches[0][0], batches[2][0])
+    assert not np.allclose(batches[0][0], batches[0][1])
+
+
+def test_evaluate_measures_the_student_on_labelled_images():
+    distiller = tiny_distiller()
+    images = np.random.default_rng(0).standard_normal((16, *IMAGE)).astype("float32")
+    labels = np.argmax(distiller.student.predict(images, verbose=0), axis=-1)
+    logs = distiller.evaluate(images, labels, return_dict=True, verbose=0)
+    assert logs["accuracy"] == pytest.approx(1.0)
+    expected = np.abs(distiller.teacher.predict(images, verbose=0) - distiller.student.predict(images, verbose=0))
+    assert logs["loss_S"] == pytest.approx(expected.mean(), rel=1e-4)
+    np.testing.assert_allclose(distiller(images), distiller.student(images))
+
+
+def test_constructor_rejects_mismatched_models():
+    teacher = models.build_classifier("lenet5", (32, 32, 1), 10)
+    generator = models.build_generator("generator_a", LATENT, (32, 32, 1), width=4)
+    with pytest.raises(ValueError, match="output shapes differ"):
+        DataFreeDistiller(teacher, models.build_classifier("lenet5_half", (32, 32, 1), 5), generator)
+    with pytest.raises(ValueError, match="input shapes differ"):
+        DataFreeDistiller(teacher, models.build_classifier("lenet5_half", (32, 32, 3), 10), generator)
+    with pytest.raises(ValueError, match="generator makes images of shape"):
+        DataFreeDistiller(teacher, models.build_classifier("lenet5_half", (32, 32, 1), 10),
+                          models.build_generator("generator_a", LATENT, (28, 28, 1), width=4))
+    with pytest.raises(ValueError, match="imitation_steps must be a positive integer"):
+        DataFreeDistiller(teacher, models.build_classifier("lenet5_half", (32, 32, 1), 10), generator,
+                          imitation_steps=0)
+    with pytest.raises(ValueError, match="teacher must be a keras.Model"):
+        DataFreeDistiller(lambda x: x, teacher, generator)
+
+
+def test_teacher_is_frozen():
+    distiller = tiny_distiller()
+    assert not distiller.teacher.trainable
+    assert not any(v.path.startswith(distiller.teacher.name) for v in distiller.trainable_variables)

@@ -1,0 +1,68 @@
+import keras
+import numpy as np
+import pytest
+
+from dfad_tf import models
+
+
+def trainable_count(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+@pytest.mark.parametrize("name, input_shape, expected", [
+    # Hand counts (weights + biases) for 10 classes; the ResNets match PyTorch's reference models.
+    ("lenet5", (32, 32, 1), 156 + 2416 + 48120 + 10164 + 850),
+    ("lenet5_half", (32, 32, 1), 78 + 608 + 12060 + 2562 + 430),
+    ("resnet18_8x", (32, 32, 3), 11_173_962),
+    ("resnet34_8x", (32, 32, 3), 21_282_122),
+])
+def test_classifier_parameter_counts_and_shapes(name, input_shape, expected):
+    model = models.build_classifier(name, input_shape, 10)
+    assert trainable_count(model) == expected
+    assert model.output_shape == (None, 10)
+    assert model.predict(np.zeros((2, *input_shape), "float32"), verbose=0).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", sorted(models.GENERATORS))
+@pytest.mark.parametrize("image_shape", [(32, 32, 1), (32, 32, 3), (28, 30, 3), (40, 52, 2)])
+def test_generators_make_any_image_size_and_channel_count(name, image_shape):
+    generator = models.build_generator(name, 16, image_shape, width=4)
+    assert generator.output_shape == (None, *image_shape)
+    assert generator(np.zeros((3, 16), "float32")).shape == (3, *image_shape)
+
+
+def test_generator_a_ends_in_tanh_and_non_affine_batchnorm():
+    generator = models.build_generator("generator_a", 8, (32, 32, 1), width=64)
+    *_, conv, tanh, out_bn = generator.layers
+    assert tanh.get_config()["activation"] == "tanh"
+    assert isinstance(out_bn, keras.layers.BatchNormalization)
+    assert not out_bn.center and not out_bn.scale
+    assert [layer.filters for layer in generator.layers if isinstance(layer, keras.layers.Conv2D)] == [128, 64, 1]
+    slopes = [layer.negative_slope for layer in generator.layers if isinstance(layer, keras.layers.LeakyReLU)]
+    assert slopes == pytest.approx([0.2, 0.2])
+
+
+def test_generator_b_uses_transposed_convolutions_and_ends_in_tanh():
+    generator = models.build_generator("generator_b", 8, (64, 64, 3), width=8)
+    deconvs = [layer.filters for layer in generator.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert deconvs == [64, 32, 16, 8]
+    assert generator.layers[-1].get_config()["activation"] == "tanh"
+
+
+def test_unknown_names_are_rejected_with_the_choices():
+    with pytest.raises(ValueError, match="unknown classifier 'lenet7'.*lenet5"):
+        models.build_classifier("lenet7", (32, 32, 1), 10)
+    with pytest.raises(ValueError, match="unknown generator 'generator_c'"):
+        models.build_generator("generator_c", 8, (32, 32, 1))
+
+
+@pytest.mark.parametrize("name, input_shape", [("lenet5_half", (32, 32, 1)), ("resnet18_8x", (16, 16, 3))])
+def test_models_reload_from_keras_files_without_custom_objects(tmp_path, name, input_shape):
+    model = models.build_classifier(name, input_shape, 10)
+    generator = models.build_generator("generator_a", 8, input_shape, width=4)
+    images = generator(np.random.default_rng(0).standard_normal((4, 8)).astype("float32"))
+    for original, inputs in ((model, images), (generator, np.ones((4, 8), "float32"))):
+        path = tmp_path / f"{original.name}.keras"
+        original.save(path)
+        reloaded = keras.saving.load_model(path)
+        np.testing.assert_allclose(reloaded(inputs), original(inputs), rtol=1e-5, atol=1e-5)
