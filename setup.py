@@ -22,6 +22,7 @@ setup(
         "keras>=3.15",
         "tf-keras==2.21.*",
         "keras-cv",
+        "tensorboard",
         "tensorflow-datasets",
         "tensorflow-model-optimization",
         "absl-py",

@@ -14,7 +14,8 @@ Example:
 
 __version__ = "0.1.0"
 
-from dfad_tf import callbacks, data, export, losses, models, optimizers
+from dfad_tf import callbacks, data, evaluation, export, losses, model_files, models, optimizers, teacher
 from dfad_tf.distiller import DataFreeDistiller
 
-__all__ = ["DataFreeDistiller", "callbacks", "data", "export", "losses", "models", "optimizers"]
+__all__ = ["DataFreeDistiller", "callbacks", "data", "evaluation", "export", "losses", "model_files", "models",
+           "optimizers", "teacher"]

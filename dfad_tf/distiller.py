@@ -76,6 +76,7 @@ class DataFreeDistiller(keras.Model):
         self.latent_dim = generator.input_shape[-1]
         self.student_loss_tracker = keras.metrics.Mean(name="loss_S")
         self.generator_loss_tracker = keras.metrics.Mean(name="loss_G")
+        self.built = True  # all its state lives in the three (built) models
 
     def compile(self, student_optimizer, generator_optimizer, loss="mae", metrics=None, **kwargs):
         """Configures the two optimizers, the discrepancy and the student's metrics.
@@ -190,8 +191,8 @@ class DataFreeDistiller(keras.Model):
         teacher_outputs = self.teacher(images, training=False)
         self.student_loss_tracker.update_state(self.discrepancy(teacher_outputs, student_outputs))
         logs = self.compute_metrics(images, labels, student_outputs)
-        logs.pop("loss_G", None)
-        return logs
+        # Neither Keras's own (unused) "loss" nor loss_G means anything on real data.
+        return {name: value for name, value in logs.items() if name not in ("loss", "loss_G")}
 
 
 def _check_shapes(what, teacher_shape, student_shape):

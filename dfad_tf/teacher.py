@@ -59,5 +59,6 @@ def train_teacher(model_name, spec, train, test=None, epochs=30, batch_size=64, 
     history = model.fit(
         batches, epochs=epochs, validation_data=test.batch(512) if test is not None else None,
         callbacks=list(callbacks), verbose=verbose,
+        shuffle=False,  # `batches` is shuffled already; Keras cannot shuffle a dataset
     )
     return model, history

@@ -5,6 +5,7 @@ import os
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from dfad_tf import data, models
 
@@ -18,7 +19,7 @@ flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
                   "tensorflow_datasets from --data_dir. Distillation itself never reads its images; "
                   f"'{NO_DATASET}' distills with no labelled data at all (needs --teacher).")
 flags.DEFINE_string("data_dir", None, "tensorflow_datasets data directory (default: tfds's own, ~/tensorflow_datasets).")
-flags.DEFINE_string("model_dir", None, "Output directory of the run; created if missing.")
+flags.DEFINE_string("model_dir", None, "Output directory of the run (required by train_teacher and distill); created if missing.")
 flags.DEFINE_integer("seed", 0, "Random seed for weights, noise, shuffling and augmentation.")
 
 flags.DEFINE_enum("teacher_model", "lenet5", sorted(models.CLASSIFIERS),
@@ -54,18 +55,19 @@ def require_positive(*names):
 
 
 require_positive("teacher_lr")
-flags.mark_flag_as_required("model_dir")
 
 
-def run(main):
-    """`app.run(main)`, with `FlagError` printed as one line on stderr and exit code 2.
+def report_errors(main):
+    """Wraps an absl `main` so that a `FlagError` ends it with one line on stderr and exit code 2.
 
-    Nothing is written by a binary before its inputs are checked, so an error
-    leaves earlier results in --model_dir untouched.
+    Every binary checks its inputs before writing anything, so an error leaves
+    earlier results in --model_dir untouched.
     """
 
     @functools.wraps(main)
     def checked_main(argv):
+        if not FLAGS["verbosity"].present:  # TensorFlow's INFO lines drown ours; --verbosity=0 shows them
+            absl_logging.set_verbosity(absl_logging.WARNING)
         try:
             if len(argv) > 1:
                 raise FlagError(argv[1].lstrip("-"), f"unexpected argument {argv[1]!r}; every input is a --flag=value")
@@ -74,7 +76,14 @@ def run(main):
             print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
             sys.exit(2)
 
-    app.run(checked_main)
+    return checked_main
+
+
+def run(main, required=()):
+    """`app.run` for a binary's `main`, with `report_errors` and its `required` flags."""
+    for name in required:
+        flags.mark_flag_as_required(name)
+    app.run(report_errors(main))
 
 
 def labelled_dataset(split):

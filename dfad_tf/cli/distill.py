@@ -192,11 +192,14 @@ def main(argv):
                 export.tflite_predict(os.path.join(model_dir, "student.tflite"), test_images), test_labels)
     metrics_path = os.path.join(model_dir, "metrics.json")
     fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), **metrics})
-    logging.info("metrics: %s", metrics)
+    summary = ", ".join(f"{key} {metrics[key]:.4f}" for key in
+                        ("teacher_accuracy", "student_accuracy", "student_tflite_accuracy") if key in metrics)
+    print(f"Best student chosen by {record['monitor']} = {record['value']:.4f} (epoch {record['epoch']})"
+          f"{'; ' + summary if summary else ''}. Results in {model_dir}/metrics.json")
 
 
 def run():
-    common.run(main)
+    common.run(main, required=["model_dir"])
 
 
 if __name__ == "__main__":

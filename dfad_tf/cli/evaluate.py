@@ -19,7 +19,6 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Model to evaluate: .keras, .h5, .tflite file or SavedModel directory.")
 flags.DEFINE_enum("split", "test", ["train", "test"], "Split of --dataset to evaluate on.")
 flags.DEFINE_bool("allow_unsafe_model", False, "Load a .keras file holding Python code (only if you trust it).")
-flags.mark_flag_as_required("model")
 
 
 def main(argv):
@@ -45,7 +44,7 @@ def main(argv):
         if tuple(model.input_shape[1:]) != tuple(spec.image_shape):
             raise common.FlagError("model", f"takes images of shape {tuple(model.input_shape[1:])} but "
                                             f"--dataset={FLAGS.dataset} has {spec.image_shape}")
-        logits = model.predict(images, batch_size=512, verbose=0)
+        logits = evaluation.predict(model, images)
     if logits.shape[-1] != spec.num_classes:
         raise common.FlagError("model", f"predicts {logits.shape[-1]} classes but --dataset={FLAGS.dataset} "
                                         f"has {spec.num_classes}")
@@ -54,7 +53,7 @@ def main(argv):
 
 
 def run():
-    common.run(main)
+    common.run(main, required=["model"])
 
 
 if __name__ == "__main__":

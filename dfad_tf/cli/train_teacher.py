@@ -31,7 +31,7 @@ def train_and_save(model_dir):
     train = common.labelled_dataset("train")
     test_images, test_labels = evaluation.arrays(common.labelled_dataset("test"))
     spec = data.spec(FLAGS.dataset)
-    logging.info("training a %s teacher on %s for %d epochs", FLAGS.teacher_model, FLAGS.dataset, FLAGS.teacher_epochs)
+    print(f"Training a {FLAGS.teacher_model} teacher on {FLAGS.dataset} for {FLAGS.teacher_epochs} epochs")
     model, _ = teacher.train_teacher(FLAGS.teacher_model, spec, train, **common.teacher_recipe(),
                                      verbose=common.verbosity())
     accuracy = evaluation.model_accuracy(model, test_images, test_labels)
@@ -48,7 +48,7 @@ def train_and_save(model_dir):
         **earlier, "teacher_accuracy": accuracy, "teacher_config": {
             "dataset": FLAGS.dataset, "model": FLAGS.teacher_model, "seed": FLAGS.seed, **common.teacher_recipe()},
     })
-    logging.info("teacher accuracy on the %s test split: %.4f (saved %s)", FLAGS.dataset, accuracy, path)
+    print(f"Teacher accuracy on the {FLAGS.dataset} test split: {accuracy:.4f} (saved {path})")
     return path, accuracy
 
 
@@ -59,7 +59,7 @@ def main(argv):
 
 
 def run():
-    common.run(main)
+    common.run(main, required=["model_dir"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,207 @@
+"""The absl binaries, run in-process on tiny configurations, and once each as real programs."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from dfad_tf import export, models
+from dfad_tf.cli import common, distill, evaluate, train_teacher
+
+FLAGS = flags.FLAGS
+TINY = ["--epochs=2", "--iterations_per_epoch=2", "--batch_size=16", "--generator_width=4", "--latent_dim=16",
+        "--imitation_steps=2"]
+
+
+def run_binary(module, *args):
+    """Parses `args` as the binary would and runs its main; returns the exit code."""
+    with flagsaver.flagsaver():
+        FLAGS.unparse_flags()
+        FLAGS(["prog", *args])
+        try:
+            common.report_errors(module.main)(["prog"])
+        except SystemExit as exit:
+            return exit.code
+    return 0
+
+
+def one_line_error(capsys):
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert "Traceback" not in "\n".join(lines)
+    return lines[-1]
+
+
+def files_with_contents(directory):
+    return {name: open(os.path.join(directory, name), "rb").read()
+            for name in sorted(os.listdir(directory)) if os.path.isfile(os.path.join(directory, name))}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, digits_teacher):
+    """A tiny distillation of the session's digits teacher, with every output."""
+    model_dir = tmp_path_factory.mktemp("run")
+    assert run_binary(distill, f"--model_dir={model_dir}", f"--teacher={digits_teacher}", *TINY) == 0
+    return model_dir
+
+
+def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert metrics["teacher_accuracy"] > 0.9
+    assert 0 <= metrics["student_accuracy"] <= 1
+    assert metrics["config"]["student"] == "lenet5_half" and metrics["config"]["batch_size"] == 16
+    assert metrics["selection"]["monitor"] == "val_accuracy"
+    history = (finished_run / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and "val_accuracy" in history[0] and "gen_agreement" in history[0]
+    assert sorted(os.listdir(finished_run / "samples")) == ["epoch_001.png", "epoch_002.png"]
+    assert os.path.isdir(finished_run / "logs" / "samples")
+    assert not os.path.exists(finished_run / "backup")  # removed after a finished run
+    # The exported student is the saved best student, and its TFLite twin agrees with it.
+    student = keras.saving.load_model(finished_run / "student.keras")
+    images, labels = digits_arrays
+    keras_logits = np.asarray(student(images))
+    np.testing.assert_allclose(export.tflite_predict(finished_run / "student.tflite", images), keras_logits,
+                               atol=1e-4)
+    assert metrics["student_accuracy"] == pytest.approx(np.mean(keras_logits.argmax(-1) == labels))
+    assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"])
+    assert os.path.exists(finished_run / "student_savedmodel" / "saved_model.pb")
+    assert keras.saving.load_model(finished_run / "generator.keras").output_shape == (None, 32, 32, 1)
+
+
+def test_distillation_never_reads_a_training_image(tmp_path, digits_teacher, monkeypatch):
+    from dfad_tf import data
+
+    splits = []
+    load = data.load
+    monkeypatch.setattr(data, "load", lambda name, split, **kw: splits.append(split) or load(name, split, **kw))
+    assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", *TINY) == 0
+    assert splits == ["test"]
+
+
+def test_distill_without_any_labelled_data_selects_by_agreement(tmp_path, digits_teacher):
+    assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", "--dataset=none",
+                      "--export=float32", *TINY) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["selection"]["monitor"] == "gen_agreement"
+    assert "student_accuracy" not in metrics
+    assert os.path.exists(tmp_path / "student.tflite") and not os.path.exists(tmp_path / "student_savedmodel")
+
+
+def test_a_worse_run_keeps_the_better_student_and_its_exports(tmp_path, finished_run, digits_teacher):
+    for name in os.listdir(finished_run):
+        if os.path.isfile(finished_run / name):
+            (tmp_path / name).write_bytes((finished_run / name).read_bytes())
+    record = json.loads((tmp_path / "student.json").read_text())
+    (tmp_path / "student.json").write_text(json.dumps({**record, "value": 1.01}))  # unbeatable
+    before = files_with_contents(tmp_path)
+    assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", *TINY) == 0
+    after = files_with_contents(tmp_path)
+    for name in ("student.keras", "student.tflite", "generator.keras", "student.json"):
+        assert after[name] == before[name], name
+    metrics = json.loads(after["metrics.json"])
+    assert metrics["this_run"]["replaced_student"] is False
+    assert metrics["selection"]["value"] == 1.01
+
+
+def save_model(path, model):
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("make_teacher, expected", [
+    (lambda d: d / "missing.keras", r"--teacher: .*missing.keras: no such file or directory"),
+    (lambda d: (d / "corrupt.keras").write_bytes(b"not a zip") and d / "corrupt.keras",
+     r"--teacher: .*corrupt.keras: cannot be read as a Keras model"),
+    (lambda d: save_model(d / "wide.keras", models.build_classifier("lenet5", (36, 36, 1), 10)),
+     r"--teacher: takes images of shape \(36, 36, 1\) but --dataset=digits has \(32, 32, 1\)"),
+    (lambda d: save_model(d / "five.keras", models.build_classifier("lenet5", (32, 32, 1), 5)),
+     r"--teacher: predicts 5 classes but --dataset=digits has 10"),
+    (lambda d: save_model(d / "lambda.keras", keras.Sequential(
+        [keras.Input((32, 32, 1)), keras.layers.Flatten(), keras.layers.Lambda(lambda x: x[:, :10])])),
+     r"--teacher: .*safe mode.*pass --allow_unsafe_teacher"),
+], ids=["missing", "corrupt", "input-shape", "class-count", "unsafe"])
+def test_bad_teacher_is_one_line_and_leaves_earlier_results(tmp_path, capsys, make_teacher, expected):
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    (model_dir / "student.keras").write_bytes(b"an earlier best student")
+    (model_dir / "metrics.json").write_text('{"student_accuracy": 0.95}')
+    before = files_with_contents(model_dir)
+    teacher = make_teacher(tmp_path)
+    assert run_binary(distill, f"--model_dir={model_dir}", f"--teacher={teacher}", *TINY) == 2
+    assert re.search(expected, one_line_error(capsys))
+    assert files_with_contents(model_dir) == before
+    assert sorted(os.listdir(model_dir)) == ["metrics.json", "student.keras"]
+
+
+def test_no_dataset_needs_a_teacher(tmp_path, capsys):
+    assert run_binary(distill, f"--model_dir={tmp_path}", "--dataset=none", *TINY) == 2
+    assert one_line_error(capsys).endswith("--teacher: required with --dataset=none (a .keras file or SavedModel)")
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--batch_size=0"], "batch_size"),
+    (["--epochs=-1"], "epochs"),
+    (["--iterations_per_epoch=0"], "iterations_per_epoch"),
+    (["--imitation_steps=0"], "imitation_steps"),
+    (["--student_lr=0"], "student_lr"),
+    (["--generator_lr=-0.001"], "generator_lr"),
+    (["--lr_decay_epochs=10,x"], "lr_decay_epochs"),
+    (["--student=lenet7"], "student"),
+    (["--dataset=cifar11"], "dataset"),
+    (["--loss=l3"], "loss"),
+])
+def test_bad_flag_values_name_the_flag(tmp_path, args, flag):
+    with pytest.raises(flags.IllegalFlagValueError, match=f"--{flag}"):
+        run_binary(distill, f"--model_dir={tmp_path}", *args)
+    assert os.listdir(tmp_path) == []
+
+
+def test_train_teacher_then_evaluate(tmp_path, capsys):
+    assert run_binary(train_teacher, f"--model_dir={tmp_path}", "--teacher_epochs=2") == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["teacher_accuracy"] > 0.3  # two epochs: well above the 0.1 of chance
+    capsys.readouterr()
+    assert run_binary(evaluate, f"--model={tmp_path / 'teacher.keras'}") == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["accuracy"] == pytest.approx(metrics["teacher_accuracy"]) and result["examples"] == 540
+    # A worse teacher (no training at all) does not replace it.
+    before = (tmp_path / "teacher.keras").read_bytes()
+    assert run_binary(train_teacher, f"--model_dir={tmp_path}", "--teacher_epochs=1", "--teacher_lr=1e-9") == 0
+    assert (tmp_path / "teacher.keras").read_bytes() == before
+
+
+def test_evaluate_rejects_a_missing_model(tmp_path, capsys):
+    assert run_binary(evaluate, f"--model={tmp_path / 'nothing.tflite'}") == 2
+    assert one_line_error(capsys).endswith(f"--model: {tmp_path / 'nothing.tflite'}: no such file")
+
+
+def real_program(name, *args):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", f"dfad_tf.cli.{name}", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_real_program_end_to_end_on_a_tiny_configuration(tmp_path):
+    result = real_program("distill", f"--model_dir={tmp_path}", "--teacher_epochs=2", *TINY)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Best student chosen by val_accuracy" in result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"teacher_accuracy", "student_accuracy", "config"} <= set(metrics)
+    for name in ("teacher.keras", "student.keras", "student.tflite", "student_savedmodel"):
+        assert os.path.exists(tmp_path / name), name
+
+
+def test_real_program_reports_bad_input_in_one_line(tmp_path):
+    result = real_program("distill", f"--model_dir={tmp_path}", "--batch_size=0")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "Flags parsing error: flag --batch_size=0: 0 is not a positive integer" in result.stderr
+    result = real_program("distill", f"--model_dir={tmp_path}", f"--teacher={tmp_path / 'none.keras'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("distill.py: error: --teacher: ")
