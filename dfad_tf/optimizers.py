@@ -24,7 +24,9 @@ def step_decay(learning_rate, decay_epochs, steps_per_epoch, factor=0.1):
     decay_epochs = sorted(decay_epochs)
     if not decay_epochs:
         return learning_rate
-    boundaries = [epoch * steps_per_epoch for epoch in decay_epochs]
+    # PiecewiseConstantDecay switches once step > boundary; the first update of
+    # epoch e runs at step e * steps_per_epoch.
+    boundaries = [epoch * steps_per_epoch - 1 for epoch in decay_epochs]
     values = [learning_rate * factor**i for i in range(len(boundaries) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 

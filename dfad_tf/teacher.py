@@ -1,6 +1,7 @@
 """Training a teacher on labelled data, for users who do not already have one."""
 
 import keras
+import tensorflow as tf
 
 from dfad_tf import models
 
@@ -19,7 +20,7 @@ def augmentation(spec):
 
 
 def train_teacher(model_name, spec, train, test=None, epochs=30, batch_size=64, learning_rate=0.05,
-                  weight_decay=5e-4, augment=True, seed=0, callbacks=(), verbose="auto"):
+                  weight_decay=5e-4, label_smoothing=0.0, augment=True, seed=0, callbacks=(), verbose="auto"):
     """Trains a classifier with SGD (momentum 0.9) and a cosine-decayed learning rate.
 
     Args:
@@ -31,6 +32,9 @@ def train_teacher(model_name, spec, train, test=None, epochs=30, batch_size=64, 
         batch_size: images per step.
         learning_rate: initial SGD learning rate.
         weight_decay: SGD weight decay.
+        label_smoothing: cross-entropy label smoothing. It bounds the teacher's
+            logits, which keeps the L1 discrepancy on logits from exploding on
+            the generator's off-manifold images (see flags/digits.cfg).
         augment: apply `augmentation(spec)` to training batches.
         seed: shuffling and augmentation seed.
         callbacks: Keras callbacks for `fit`.
@@ -43,7 +47,11 @@ def train_teacher(model_name, spec, train, test=None, epochs=30, batch_size=64, 
     >>> teacher, _ = train_teacher("lenet5", data.spec("digits"), data.load("digits", "train"))
     """
     model = models.build_classifier(model_name, spec.image_shape, spec.num_classes)
-    batches = train.shuffle(10_000, seed=seed, reshuffle_each_iteration=True).batch(batch_size)
+
+    def one_hot(images, labels):  # label smoothing needs one-hot targets
+        return images, tf.one_hot(labels, spec.num_classes)
+
+    batches = train.shuffle(10_000, seed=seed, reshuffle_each_iteration=True).batch(batch_size).map(one_hot)
     if augment:
         augment_layer = augmentation(spec)
         batches = batches.map(lambda x, y: (augment_layer(x, training=True), y))
@@ -53,11 +61,11 @@ def train_teacher(model_name, spec, train, test=None, epochs=30, batch_size=64, 
             keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1)),
             momentum=0.9, weight_decay=weight_decay or None,
         ),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
         metrics=["accuracy"],
     )
     history = model.fit(
-        batches, epochs=epochs, validation_data=test.batch(512) if test is not None else None,
+        batches, epochs=epochs, validation_data=test.batch(512).map(one_hot) if test is not None else None,
         callbacks=list(callbacks), verbose=verbose,
         shuffle=False,  # `batches` is shuffled already; Keras cannot shuffle a dataset
     )

@@ -126,3 +126,36 @@ def test_teacher_is_frozen():
     distiller = tiny_distiller()
     assert not distiller.teacher.trainable
     assert not any(v.path.startswith(distiller.teacher.name) for v in distiller.trainable_variables)
+
+
+def test_backup_and_restore_resumes_models_and_both_optimizers(tmp_path):
+    backup = str(tmp_path / "backup")
+
+    class StopAfter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.weights = [np.array(v) for v in self.model.weights]
+                self.optimizer_weights = [np.array(v) for v in self.model.generator_optimizer.variables]
+                raise RuntimeError("killed")
+
+    interrupted = tiny_distiller(imitation_steps=2)
+    stop = StopAfter()
+    with pytest.raises(RuntimeError, match="killed"):
+        interrupted.fit(batch_size=4, steps_per_epoch=2, epochs=4, verbose=0,
+                        callbacks=[keras.callbacks.BackupAndRestore(backup), stop])
+
+    class Check(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):  # runs after BackupAndRestore restored the state
+            for saved, variable in zip(stop.weights, self.model.weights):
+                np.testing.assert_array_equal(saved, np.array(variable))
+            for saved, variable in zip(stop.optimizer_weights, self.model.generator_optimizer.variables):
+                np.testing.assert_array_equal(saved, np.array(variable))
+            self.checked = True
+
+    resumed = tiny_distiller(imitation_steps=2)
+    check = Check()
+    history = resumed.fit(batch_size=4, steps_per_epoch=2, epochs=4, verbose=0,
+                          callbacks=[keras.callbacks.BackupAndRestore(backup), check])
+    assert check.checked and history.epoch == [2, 3]
+    assert int(resumed.student_optimizer.iterations) == 4 * 2 * 2
+    assert int(resumed.generator_optimizer.iterations) == 4 * 2

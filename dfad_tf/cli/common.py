@@ -28,6 +28,9 @@ flags.DEFINE_integer("teacher_epochs", 30, "Epochs of teacher training.", lower_
 flags.DEFINE_integer("teacher_batch_size", 64, "Batch size of teacher training.", lower_bound=1)
 flags.DEFINE_float("teacher_lr", 0.05, "Initial SGD learning rate of teacher training (cosine decay to 0).")
 flags.DEFINE_float("teacher_weight_decay", 5e-4, "SGD weight decay of teacher training.", lower_bound=0.0)
+flags.DEFINE_float("teacher_label_smoothing", 0.0,
+                   "Label smoothing of teacher training. A smoothed teacher has bounded logits, which keeps "
+                   "DFAD's L1 discrepancy stable (flags/digits.cfg uses 0.1).", lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_bool("teacher_augment", True, "Random shifts and rotations while training a teacher.")
 
 
@@ -103,6 +106,7 @@ def teacher_recipe():
     """The teacher-training flags as keyword arguments of `teacher.train_teacher`."""
     return dict(epochs=FLAGS.teacher_epochs, batch_size=FLAGS.teacher_batch_size,
                 learning_rate=FLAGS.teacher_lr, weight_decay=FLAGS.teacher_weight_decay,
+                label_smoothing=FLAGS.teacher_label_smoothing,
                 augment=FLAGS.teacher_augment, seed=FLAGS.seed)
 
 

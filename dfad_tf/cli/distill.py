@@ -104,98 +104,137 @@ def configuration():
     return {name: FLAGS[name].value for name in names}
 
 
-def main(argv):
-    del argv
+def _build_distiller(model_dir, spec):
+    """Teacher (loaded or trained), student, generator and the compiled distiller."""
     import keras
 
-    from dfad_tf import callbacks, data, evaluation, export, fileio, optimizers
+    from dfad_tf import optimizers
     from dfad_tf.distiller import DataFreeDistiller
 
-    has_data = FLAGS.dataset != common.NO_DATASET
-    spec = data.spec(FLAGS.dataset) if has_data else None
-    model_dir = FLAGS.model_dir
-    os.makedirs(model_dir, exist_ok=True)
-    teacher = _load_teacher(model_dir, has_data)
+    teacher = _load_teacher(model_dir, has_data=spec is not None)
     _check_teacher(teacher, spec)
-    test_images = test_labels = None
-    if has_data:
-        test_images, test_labels = evaluation.arrays(common.labelled_dataset("test"))
-
     keras.utils.set_random_seed(FLAGS.seed)
     image_shape = tuple(teacher.input_shape[1:])
     student = models.build_classifier(FLAGS.student, image_shape, teacher.output_shape[-1])
     generator = models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width)
-    distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=FLAGS.imitation_steps, seed=FLAGS.seed)
-    student_optimizer, generator_optimizer = optimizers.paper_optimizers(
-        FLAGS.student_lr, FLAGS.generator_lr, weight_decay=FLAGS.student_weight_decay,
-        momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
-        decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
-        imitation_steps=FLAGS.imitation_steps)
-    distiller.compile(student_optimizer, generator_optimizer, loss=FLAGS.loss,
-                      metrics=["accuracy"] if has_data else None)
+    distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=FLAGS.imitation_steps,
+                                  seed=FLAGS.seed)
+    distiller.compile(
+        *optimizers.paper_optimizers(
+            FLAGS.student_lr, FLAGS.generator_lr, weight_decay=FLAGS.student_weight_decay,
+            momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
+            decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
+            imitation_steps=FLAGS.imitation_steps),
+        loss=FLAGS.loss, metrics=["accuracy"] if spec is not None else None)
+    return distiller
+
+
+def _callbacks(model_dir, best):
+    import keras
+
+    from dfad_tf import callbacks
+
+    backup_dir = os.path.join(model_dir, "backup")
+    resuming = os.path.isdir(backup_dir)
+    if resuming:
+        print(f"Resuming the interrupted run in {backup_dir}")
+    logs = os.path.join(model_dir, "logs")
+    return [
+        keras.callbacks.BackupAndRestore(backup_dir),
+        keras.callbacks.TerminateOnNaN(),
+        callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),  # before `best`, which may monitor it
+        best,
+        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=resuming),
+        keras.callbacks.TensorBoard(logs),
+        callbacks.GeneratedImages(logs, os.path.join(model_dir, "samples"), seed=FLAGS.seed),
+    ]
+
+
+EXPORTS = {"saved_model": "student_savedmodel", "float32": "student.tflite"}
+
+
+def _export(model_dir, student, replaced):
+    """Exports the best student, unless it is the one already exported."""
+    from dfad_tf import export
+
+    writers = {"saved_model": export.export_saved_model, "float32": export.export_tflite}
+    for name in FLAGS.export:
+        path = os.path.join(model_dir, EXPORTS[name])
+        if replaced or not os.path.exists(path):
+            writers[name](student, path)
+
+
+def _metrics(model_dir, distiller, student, best, history, seconds, test_data):
+    from dfad_tf import evaluation, export
+
+    record = best.record
+    iterations = len(history.epoch) * FLAGS.iterations_per_epoch
+    metrics = {
+        "config": record["config"],
+        "selection": {"monitor": record["monitor"], "value": record["value"], "epoch": record["epoch"]},
+        "this_run": {"seconds": round(seconds, 1), "epochs_run": len(history.epoch),
+                     "iterations_per_second": round(iterations / seconds, 3),
+                     "replaced_student": best.improved},
+        "notes": {
+            "student_accuracy": "held-out accuracy of the exported student (student.keras) itself",
+            "best_epoch_accuracy": "the paper's protocol: the best held-out accuracy over the epochs of "
+                                   "distillation; equal to student_accuracy when selection.monitor is val_accuracy",
+            "selection": "student.keras is the student of the epoch with the best selection.monitor: val_accuracy "
+                         "(held-out accuracy) with labelled data, else gen_agreement (top-1 agreement with the "
+                         "teacher on a fixed bank of generated images)",
+        },
+    }
+    if test_data is not None:
+        images, labels = test_data
+        metrics["teacher_accuracy"] = evaluation.model_accuracy(distiller.teacher, images, labels)
+        metrics["student_accuracy"] = evaluation.model_accuracy(student, images, labels)
+        if record["monitor"] == "val_accuracy":
+            metrics["best_epoch_accuracy"] = record["value"]
+        if "float32" in FLAGS.export:
+            logits = export.tflite_predict(os.path.join(model_dir, EXPORTS["float32"]), images)
+            metrics["student_tflite_accuracy"] = evaluation.accuracy(logits, labels)
+    return metrics
+
+
+def main(argv):
+    del argv
+    import keras
+
+    from dfad_tf import callbacks, data, distribute, evaluation, fileio
+
+    model_dir = FLAGS.model_dir
+    has_data = FLAGS.dataset != common.NO_DATASET
+    spec = data.spec(FLAGS.dataset) if has_data else None
+    test_data = evaluation.arrays(common.labelled_dataset("test")) if has_data else None
+    os.makedirs(model_dir, exist_ok=True)
+    with distribute.default_strategy().scope():
+        distiller = _build_distiller(model_dir, spec)
 
     student_path = os.path.join(model_dir, "student.keras")
-    best = callbacks.BestStudentCheckpoint(
-        student_path, monitor="val_accuracy" if has_data else "gen_agreement",
-        extra_record={"config": configuration()})
-    run_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
-        keras.callbacks.TerminateOnNaN(),
-        callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),
-        best,
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
-        callbacks.GeneratedImages(os.path.join(model_dir, "logs"), os.path.join(model_dir, "samples"),
-                                  seed=FLAGS.seed),
-    ]
+    best = callbacks.BestStudentCheckpoint(student_path, monitor="val_accuracy" if has_data else "gen_agreement",
+                                           extra_record={"config": configuration()})
     started = time.time()
-    history = distiller.fit(
-        batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch, epochs=FLAGS.epochs,
-        validation_data=(test_images, test_labels) if has_data else None,
-        callbacks=run_callbacks, verbose=common.verbosity())
+    history = distiller.fit(batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch,
+                            epochs=FLAGS.epochs, validation_data=test_data,
+                            callbacks=_callbacks(model_dir, best), verbose=common.verbosity())
     seconds = time.time() - started
     if best.improved:
         with fileio.atomic_path(os.path.join(model_dir, "generator.keras")) as tmp:
-            generator.save(tmp)
+            distiller.generator.save(tmp)
     else:
         logging.warning("this run did not beat the student already in %s (%s %.4f); kept it",
                         model_dir, best.monitor, best.best)
 
-    exported = keras.saving.load_model(student_path)
-    exports = {"saved_model": (export.export_saved_model, "student_savedmodel"),
-               "float32": (export.export_tflite, "student.tflite")}
-    for name in FLAGS.export:
-        write, filename = exports[name]
-        if best.improved or not os.path.exists(os.path.join(model_dir, filename)):
-            write(exported, os.path.join(model_dir, filename))
-
-    record = best.record
-    metrics = {
-        "selection": {
-            "monitor": record["monitor"], "value": record["value"], "epoch": record["epoch"],
-            "note": ("student.keras is the student of the epoch with the best value of `monitor`: "
-                     "val_accuracy is held-out accuracy (the paper's protocol); gen_agreement is top-1 "
-                     "agreement with the teacher on generated images (used when there is no labelled data)."),
-        },
-        "config": record["config"],
-        "this_run": {"seconds": round(seconds, 1), "epochs_run": len(history.epoch),
-                     "iterations_per_second": round(len(history.epoch) * FLAGS.iterations_per_epoch / seconds, 3),
-                     "replaced_student": best.improved},
-    }
-    if has_data:
-        metrics["teacher_accuracy"] = evaluation.model_accuracy(teacher, test_images, test_labels)
-        metrics["student_accuracy"] = evaluation.model_accuracy(exported, test_images, test_labels)
-        if "val_accuracy" in history.history:
-            metrics["this_run"]["best_epoch_accuracy"] = max(history.history["val_accuracy"])
-        if "float32" in FLAGS.export:
-            metrics["student_tflite_accuracy"] = evaluation.accuracy(
-                export.tflite_predict(os.path.join(model_dir, "student.tflite"), test_images), test_labels)
+    student = keras.saving.load_model(student_path)
+    _export(model_dir, student, replaced=best.improved)
+    metrics = _metrics(model_dir, distiller, student, best, history, seconds, test_data)
     metrics_path = os.path.join(model_dir, "metrics.json")
     fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), **metrics})
     summary = ", ".join(f"{key} {metrics[key]:.4f}" for key in
                         ("teacher_accuracy", "student_accuracy", "student_tflite_accuracy") if key in metrics)
-    print(f"Best student chosen by {record['monitor']} = {record['value']:.4f} (epoch {record['epoch']})"
-          f"{'; ' + summary if summary else ''}. Results in {model_dir}/metrics.json")
+    selection = metrics["selection"]
+    print(f"Best student chosen by {selection['monitor']} = {selection['value']:.4f} (epoch {selection['epoch']})"
+          f"{'; ' + summary if summary else ''}. Results in {metrics_path}")
 
 
 def run():
