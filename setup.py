@@ -36,6 +36,7 @@ setup(
             "dfad-train-teacher=dfad_tf.cli.train_teacher:run",
             "dfad-distill=dfad_tf.cli.distill:run",
             "dfad-evaluate=dfad_tf.cli.evaluate:run",
+            "dfad-export=dfad_tf.cli.export:run",
         ]
     },
 )

@@ -161,24 +161,12 @@ class DataFreeDistiller(keras.Model):
                 "loss_G": self.generator_loss_tracker.result()}
 
     def _imitation_step(self, noise):
-        images = self.generator(noise, training=True)
-        teacher_outputs = self.teacher(images, training=False)
-        with tf.GradientTape() as tape:
-            student_outputs = self.student(images, training=True)
-            loss = self.discrepancy(teacher_outputs, student_outputs)
-        variables = self.student.trainable_variables
-        self.student_optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
+        return imitation_step(self.teacher, self.student, self.generator, noise, self.discrepancy,
+                              self.student_optimizer)
 
     def _generation_step(self, noise):
-        with tf.GradientTape() as tape:
-            images = self.generator(noise, training=True)
-            teacher_outputs = self.teacher(images, training=False)
-            student_outputs = self.student(images, training=True)
-            loss = -self.discrepancy(teacher_outputs, student_outputs)
-        variables = self.generator.trainable_variables
-        self.generator_optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
+        return generation_step(self.teacher, self.student, self.generator, noise, self.discrepancy,
+                               self.generator_optimizer)
 
     def test_step(self, data):
         """Measures the student on real labelled images.
@@ -193,6 +181,43 @@ class DataFreeDistiller(keras.Model):
         logs = self.compute_metrics(images, labels, student_outputs)
         # Neither Keras's own (unused) "loss" nor loss_G means anything on real data.
         return {name: value for name, value in logs.items() if name not in ("loss", "loss_G")}
+
+
+def imitation_step(teacher, student, generator, noise, discrepancy, optimizer):
+    """One student update that lowers the discrepancy on fresh generated images.
+
+    The generator is fixed: its images are computed outside the gradient tape.
+    Shared by `DataFreeDistiller` and quantization-aware fine-tuning, whose
+    student is a tf_keras model (any callable with `trainable_variables`, and an
+    optimizer with `apply_gradients`, will do).
+
+    Returns:
+        The discrepancy before the update.
+    """
+    images = generator(noise, training=True)
+    teacher_outputs = teacher(images, training=False)
+    with tf.GradientTape() as tape:
+        student_outputs = student(images, training=True)
+        loss = discrepancy(teacher_outputs, student_outputs)
+    variables = student.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+
+def generation_step(teacher, student, generator, noise, discrepancy, optimizer):
+    """One generator update that raises the discrepancy, through teacher and student.
+
+    Returns:
+        The negated discrepancy (the generator's loss) before the update.
+    """
+    with tf.GradientTape() as tape:
+        images = generator(noise, training=True)
+        teacher_outputs = teacher(images, training=False)
+        student_outputs = student(images, training=True)
+        loss = -discrepancy(teacher_outputs, student_outputs)
+    variables = generator.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
 
 
 def _check_shapes(what, teacher_shape, student_shape):

@@ -14,6 +14,7 @@ from absl.testing import flagsaver
 
 from dfad_tf import export, models
 from dfad_tf.cli import common, distill, evaluate, train_teacher
+from dfad_tf.cli import export as export_binary
 
 FLAGS = flags.FLAGS
 TINY = ["--epochs=2", "--iterations_per_epoch=2", "--batch_size=16", "--generator_width=4", "--latent_dim=16",
@@ -93,10 +94,14 @@ def test_distill_without_any_labelled_data_selects_by_agreement(tmp_path, digits
     assert os.path.exists(tmp_path / "student.tflite") and not os.path.exists(tmp_path / "student_savedmodel")
 
 
+def copy_files(source, destination):
+    for name in os.listdir(source):
+        if os.path.isfile(source / name):
+            (destination / name).write_bytes((source / name).read_bytes())
+
+
 def test_a_worse_run_keeps_the_better_student_and_its_exports(tmp_path, finished_run, digits_teacher):
-    for name in os.listdir(finished_run):
-        if os.path.isfile(finished_run / name):
-            (tmp_path / name).write_bytes((finished_run / name).read_bytes())
+    copy_files(finished_run, tmp_path)
     record = json.loads((tmp_path / "student.json").read_text())
     (tmp_path / "student.json").write_text(json.dumps({**record, "value": 1.01}))  # unbeatable
     before = files_with_contents(tmp_path)
@@ -179,6 +184,43 @@ def test_train_teacher_then_evaluate(tmp_path, capsys):
 def test_evaluate_rejects_a_missing_model(tmp_path, capsys):
     assert run_binary(evaluate, f"--model={tmp_path / 'nothing.tflite'}") == 2
     assert one_line_error(capsys).endswith(f"--model: {tmp_path / 'nothing.tflite'}: no such file")
+
+
+def test_export_binary_writes_every_variant_and_a_computed_report(tmp_path, finished_run, digits_teacher,
+                                                                  digits_arrays, capsys):
+    copy_files(finished_run, tmp_path)
+    assert run_binary(export_binary, f"--run_dir={tmp_path}", f"--teacher={digits_teacher}", "--qat_iterations=2",
+                      "--qat_batch_size=8", "--calibration_images=16") == 0
+    report = json.loads((tmp_path / "export_report.json").read_text())
+    rows = {row["name"]: row for row in report["rows"]}
+    assert list(rows) == ["keras", "float32", "float16", "dynamic_int8", "int8", "qat_int8",
+                          "int8_noise_calibrated", "int8_real_calibrated"]
+    assert "int8_real_calibrated" in capsys.readouterr().out
+    # The numbers are measured from the files, not copied: recompute the int8 row.
+    images, labels = digits_arrays
+    path = tmp_path / "student_int8.tflite"
+    outputs = export.tflite_predict(path, images)
+    reference = np.asarray(keras.saving.load_model(tmp_path / "student.keras")(images))
+    assert rows["int8"]["size_bytes"] == os.path.getsize(path)
+    assert rows["int8"]["size_vs_float32"] == pytest.approx(os.path.getsize(path) / rows["float32"]["size_bytes"],
+                                                            abs=1e-4)
+    assert rows["int8"]["accuracy"] == pytest.approx(np.mean(outputs.argmax(-1) == labels))
+    assert rows["int8"]["agreement"] == pytest.approx(np.mean(outputs.argmax(-1) == reference.argmax(-1)))
+    assert rows["int8"]["max_logit_diff"] == pytest.approx(np.abs(outputs - reference).max(), rel=1e-5)
+    assert rows["float32"]["agreement"] >= 0.999 and rows["int8"]["latency_ms"] > 0
+    assert rows["int8_noise_calibrated"]["file"] is None  # references are measured, not shipped
+    assert not os.path.exists(tmp_path / "int8_noise_calibrated.tflite")
+
+
+def test_export_without_a_generator_is_one_line(tmp_path, finished_run, capsys):
+    copy_files(finished_run, tmp_path)
+    os.remove(tmp_path / "generator.keras")
+    before = files_with_contents(tmp_path)
+    assert run_binary(export_binary, f"--run_dir={tmp_path}", "--variants=float32,int8") == 2
+    assert re.search(r"--generator_path: .*generator.keras: no such file", one_line_error(capsys))
+    assert files_with_contents(tmp_path) == before
+    with pytest.raises(flags.IllegalFlagValueError, match="--variants"):
+        run_binary(export_binary, f"--run_dir={tmp_path}", "--variants=float32,int4")
 
 
 def real_program(name, *args):

@@ -1,3 +1,6 @@
+import os
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -42,12 +45,86 @@ def test_failed_export_leaves_the_previous_file(tmp_path, student):
     path.write_bytes(b"previous export")
 
     class Broken:
+        name = "broken"
+
         def export(self, filepath, **kwargs):
             with open(filepath, "wb") as f:
                 f.write(b"half")
             raise RuntimeError("converter crashed")
 
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="TFLite cannot convert 'broken' to float32: converter crashed"):
         export.export_tflite(Broken(), path)
     assert path.read_bytes() == b"previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student.tflite"]
+
+
+@pytest.fixture(scope="module")
+def trained(digits_teacher):
+    """A trained digits classifier, so that agreement between variants means something."""
+    return keras.saving.load_model(digits_teacher)
+
+
+@pytest.mark.parametrize("variant, min_agreement", [
+    ("float32", 0.999), ("float16", 0.999), ("dynamic_int8", 0.98), ("int8", 0.95)])
+def test_every_variant_converts_and_runs_on_real_digits(tmp_path, trained, variant, min_agreement, digits_arrays):
+    images, labels = digits_arrays
+    path = tmp_path / export.tflite_filename(variant)
+    export.export_tflite(trained, path, variant, calibration_images=images[:128])
+    outputs = export.tflite_predict(path, images)
+    reference = np.asarray(trained(images))
+    assert outputs.shape == reference.shape
+    assert np.mean(outputs.argmax(-1) == reference.argmax(-1)) >= min_agreement
+    assert np.mean(outputs.argmax(-1) == labels) > 0.9
+
+
+def test_export_student_writes_each_variant_with_generator_calibration(tmp_path, trained):
+    generator = models.build_generator("generator_a", 16, (32, 32, 1), width=4)
+    paths = export.export_student(trained, tmp_path, list(export.VARIANTS), generator=generator,
+                                  calibration_images=16)
+    assert {name: os.path.basename(path) for name, path in paths.items()} == {
+        "float32": "student.tflite", "float16": "student_float16.tflite",
+        "dynamic_int8": "student_dynamic_int8.tflite", "int8": "student_int8.tflite"}
+    assert sorted(os.listdir(tmp_path)) == sorted([*map(os.path.basename, paths.values()), "student_savedmodel"])
+    sizes = {name: os.path.getsize(path) for name, path in paths.items()}
+    assert sizes["int8"] < sizes["float16"] < sizes["float32"]
+
+
+def test_int8_models_hold_int8_weights_and_int8_io_is_int8(tmp_path, trained, digits_arrays):
+    from ai_edge_litert.interpreter import Interpreter
+
+    images, _ = digits_arrays
+    float_path, int8_path = tmp_path / "f.tflite", tmp_path / "q.tflite"
+    export.export_tflite(trained, float_path)
+    export.export_tflite(trained, int8_path, "int8", images[:64], int8_io=True)
+
+    def weight_dtypes(path):
+        # The kernels of the 3 convolutions and 2 dense layers, e.g. "lenet5/conv1_1/convolution".
+        details = Interpreter(model_path=str(path)).get_tensor_details()
+        return [d["dtype"] for d in details if d["name"].endswith(("/convolution", "/MatMul")) and ";" not in d["name"]]
+
+    assert weight_dtypes(int8_path) == [np.int8] * 5
+    assert weight_dtypes(float_path) == [np.float32] * 5
+    model = export.TFLiteModel(int8_path)
+    assert model.input["dtype"] == np.int8 and model.output["dtype"] == np.int8
+    assert os.path.getsize(int8_path) < 0.5 * os.path.getsize(float_path)
+    # The float interface of TFLiteModel quantizes and dequantizes with the file's own parameters.
+    agreement = np.mean(model.predict(images).argmax(-1) == np.asarray(trained(images)).argmax(-1))
+    assert agreement > 0.95
+
+
+def test_bad_export_requests_are_refused_without_writing(tmp_path, student):
+    with pytest.raises(ValueError, match="unknown TFLite variant 'int4'"):
+        export.export_student(student, tmp_path, ["int4"], saved_model=False)
+    with pytest.raises(ValueError, match="needs the run's generator"):
+        export.export_student(student, tmp_path, ["float32", "int8"], saved_model=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_tflite_cannot_convert_is_a_one_line_error(tmp_path):
+    inputs = keras.Input((4, 4))
+    outputs = keras.layers.Lambda(lambda x: tf.linalg.svd(x, compute_uv=False))(inputs)
+    model = keras.Model(inputs, outputs, name="uses_svd")
+    with pytest.raises(ValueError, match=r"TFLite cannot convert 'uses_svd' to float32: ") as error:
+        export.export_tflite(model, tmp_path / "svd.tflite")
+    assert "\n" not in str(error.value)
+    assert list(tmp_path.iterdir()) == []

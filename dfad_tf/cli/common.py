@@ -22,6 +22,19 @@ flags.DEFINE_string("data_dir", None, "tensorflow_datasets data directory (defau
 flags.DEFINE_string("model_dir", None, "Output directory of the run (required by train_teacher and distill); created if missing.")
 flags.DEFINE_integer("seed", 0, "Random seed for weights, noise, shuffling and augmentation.")
 
+flags.DEFINE_string("teacher", None,
+                    "Teacher: a .keras or .h5 file, or a SavedModel directory. For distill, if not given, "
+                    "MODEL_DIR/teacher.keras is used, and trained on --dataset first if missing "
+                    "(see the --teacher_* flags); for export, the run directory's teacher.keras.")
+flags.DEFINE_bool("allow_unsafe_teacher", False,
+                  "Load a .keras teacher even if it holds Python code (Lambda layers), which Keras's "
+                  "safe mode refuses. Only for files from a source you trust.")
+flags.DEFINE_bool("int8_io", False, "Give the full-integer int8 TFLite model int8 input and output tensors "
+                                    "(default: float, quantized inside the model).")
+flags.DEFINE_integer("calibration_images", 512,
+                     "Generated images that calibrate the activation ranges of the int8 TFLite model.",
+                     lower_bound=1)
+
 flags.DEFINE_enum("teacher_model", "lenet5", sorted(models.CLASSIFIERS),
                   "Architecture of a teacher trained from scratch.")
 flags.DEFINE_integer("teacher_epochs", 30, "Epochs of teacher training.", lower_bound=1)
@@ -87,6 +100,17 @@ def run(main, required=()):
     for name in required:
         flags.mark_flag_as_required(name)
     app.run(report_errors(main))
+
+
+def load_teacher(path):
+    """Loads the teacher at `path` under --allow_unsafe_teacher; a FlagError naming --teacher if it fails."""
+    from dfad_tf import model_files
+
+    try:
+        return model_files.load_model(path, safe_mode=not FLAGS.allow_unsafe_teacher)
+    except model_files.ModelFileError as error:
+        hint = "; pass --allow_unsafe_teacher if you trust it" if error.unsafe else ""
+        raise FlagError("teacher", f"{error}{hint}") from error
 
 
 def labelled_dataset(split):

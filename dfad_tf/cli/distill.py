@@ -22,18 +22,11 @@ import time
 
 from absl import flags, logging
 
-from dfad_tf import losses, models
+from dfad_tf import export, losses, models
 from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("teacher", None,
-                    "Teacher to distill: a .keras or .h5 file, or a SavedModel directory. If not given, "
-                    "MODEL_DIR/teacher.keras is used, and trained on --dataset first if missing "
-                    "(see the --teacher_* flags).")
-flags.DEFINE_bool("allow_unsafe_teacher", False,
-                  "Load a .keras teacher even if it holds Python code (Lambda layers), which Keras's "
-                  "safe mode refuses. Only for files from a source you trust.")
 flags.DEFINE_enum("student", "lenet5_half", sorted(models.CLASSIFIERS), "Student architecture.")
 flags.DEFINE_enum("generator", "generator_a", sorted(models.GENERATORS),
                   "Generator architecture: generator_a (upsampling, MNIST/CIFAR) or generator_b (DCGAN).")
@@ -54,9 +47,11 @@ flags.DEFINE_list("lr_decay_epochs", [],
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step-decay multiplier of both learning rates.")
 flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
-flags.DEFINE_multi_enum("export", ["saved_model", "float32"], ["saved_model", "float32"],
-                        "What to export from the best student: saved_model (MODEL_DIR/student_savedmodel) and/or "
-                        "float32 (MODEL_DIR/student.tflite). Repeat the flag or give none with --noexport.")
+flags.DEFINE_multi_enum("export", ["saved_model", "float32"], ["saved_model", *export.VARIANTS],
+                        "What to export from the best student: saved_model (MODEL_DIR/student_savedmodel) and "
+                        "TFLite variants: float32 (MODEL_DIR/student.tflite), float16, dynamic_int8, int8 "
+                        "(MODEL_DIR/student_VARIANT.tflite; int8 is calibrated on generated images). Repeat the "
+                        "flag for several; `dfad-export` adds a report and quantization-aware training.")
 
 common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
 flags.register_validator(
@@ -65,8 +60,6 @@ flags.register_validator(
 
 
 def _load_teacher(model_dir, has_data):
-    from dfad_tf import model_files
-
     if FLAGS.teacher:
         path = FLAGS.teacher
     else:
@@ -75,11 +68,7 @@ def _load_teacher(model_dir, has_data):
             if not has_data:
                 raise common.FlagError("teacher", f"required with --dataset={common.NO_DATASET} (a .keras file or SavedModel)")
             train_teacher.train_and_save(model_dir)
-    try:
-        return model_files.load_model(path, safe_mode=not FLAGS.allow_unsafe_teacher)
-    except model_files.ModelFileError as error:
-        hint = "; pass --allow_unsafe_teacher if you trust it" if error.unsafe else ""
-        raise common.FlagError("teacher", f"{error}{hint}") from error
+    return common.load_teacher(path)
 
 
 def _check_teacher(teacher, spec):
@@ -150,22 +139,20 @@ def _callbacks(model_dir, best):
     ]
 
 
-EXPORTS = {"saved_model": "student_savedmodel", "float32": "student.tflite"}
-
-
-def _export(model_dir, student, replaced):
+def _export(model_dir, student, generator, replaced):
     """Exports the best student, unless it is the one already exported."""
-    from dfad_tf import export
-
-    writers = {"saved_model": export.export_saved_model, "float32": export.export_tflite}
-    for name in FLAGS.export:
-        path = os.path.join(model_dir, EXPORTS[name])
-        if replaced or not os.path.exists(path):
-            writers[name](student, path)
+    variants = [name for name in FLAGS.export if name in export.VARIANTS]
+    if not replaced:
+        variants = [v for v in variants if not os.path.exists(os.path.join(model_dir, export.tflite_filename(v)))]
+    saved_model = "saved_model" in FLAGS.export and (
+        replaced or not os.path.exists(os.path.join(model_dir, "student_savedmodel")))
+    return export.export_student(student, model_dir, variants, saved_model=saved_model, generator=generator,
+                                 calibration_images=FLAGS.calibration_images, int8_io=FLAGS.int8_io,
+                                 seed=FLAGS.seed)
 
 
 def _metrics(model_dir, distiller, student, best, history, seconds, test_data):
-    from dfad_tf import evaluation, export
+    from dfad_tf import evaluation
 
     record = best.record
     iterations = len(history.epoch) * FLAGS.iterations_per_epoch
@@ -191,7 +178,7 @@ def _metrics(model_dir, distiller, student, best, history, seconds, test_data):
         if record["monitor"] == "val_accuracy":
             metrics["best_epoch_accuracy"] = record["value"]
         if "float32" in FLAGS.export:
-            logits = export.tflite_predict(os.path.join(model_dir, EXPORTS["float32"]), images)
+            logits = export.tflite_predict(os.path.join(model_dir, export.tflite_filename("float32")), images)
             metrics["student_tflite_accuracy"] = evaluation.accuracy(logits, labels)
     return metrics
 
@@ -226,7 +213,8 @@ def main(argv):
                         model_dir, best.monitor, best.best)
 
     student = keras.saving.load_model(student_path)
-    _export(model_dir, student, replaced=best.improved)
+    generator = keras.saving.load_model(os.path.join(model_dir, "generator.keras"))
+    _export(model_dir, student, generator, replaced=best.improved)
     metrics = _metrics(model_dir, distiller, student, best, history, seconds, test_data)
     metrics_path = os.path.join(model_dir, "metrics.json")
     fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), **metrics})

@@ -8,6 +8,8 @@ Example:
 
 import functools
 
+import keras
+
 from dfad_tf.models.classifiers import lenet5, resnet_8x
 from dfad_tf.models.generators import generator_a, generator_b
 
@@ -30,18 +32,20 @@ def _lookup(registry, kind, name):
     return registry[name]
 
 
-def build_classifier(name, input_shape, num_classes):
+def build_classifier(name, input_shape, num_classes, keras_module=keras):
     """Builds a registered classifier (teacher or student) by name.
 
     Args:
         name: a key of `CLASSIFIERS`.
         input_shape: `(height, width, channels)`.
         num_classes: number of output logits.
+        keras_module: `keras` (Keras 3), or `tf_keras` to build the same
+            architecture as a tf_keras model (for tensorflow-model-optimization).
 
     Returns:
-        An uncompiled `keras.Model` producing logits.
+        An uncompiled model producing logits.
     """
-    return _lookup(CLASSIFIERS, "classifier", name)(input_shape, num_classes)
+    return _lookup(CLASSIFIERS, "classifier", name)(input_shape, num_classes, keras_module=keras_module)
 
 
 def build_generator(name, latent_dim, image_shape, width=64):

@@ -2,16 +2,17 @@
 
 All models are plain functional `keras.Model`s made of built-in layers, so a
 saved `.keras` file reloads with `keras.saving.load_model` and no custom objects.
+Each builder takes the Keras module to build with: `keras` (Keras 3) by
+default, or `tf_keras` for the twin that tensorflow-model-optimization needs.
 """
 
 import keras
-from keras import layers
 
 # PyTorch's BatchNorm defaults, which the paper's reference code uses.
 _BN = dict(momentum=0.9, epsilon=1e-5)
 
 
-def lenet5(input_shape, num_classes, width=1.0, name="lenet5"):
+def lenet5(input_shape, num_classes, width=1.0, name="lenet5", keras_module=keras):
     """LeNet-5 (paper Table 5); `width=0.5` gives LeNet-5-Half.
 
     Args:
@@ -19,6 +20,7 @@ def lenet5(input_shape, num_classes, width=1.0, name="lenet5"):
         num_classes: number of output logits.
         width: multiplier on every layer's filter or unit count.
         name: model name.
+        keras_module: `keras` or `tf_keras`.
 
     Returns:
         A `keras.Model` mapping images to logits.
@@ -27,8 +29,9 @@ def lenet5(input_shape, num_classes, width=1.0, name="lenet5"):
     >>> lenet5((32, 32, 1), 10).count_params()
     61706
     """
+    layers = keras_module.layers
     filters = [max(1, round(f * width)) for f in (6, 16, 120, 84)]
-    inputs = keras.Input(input_shape, name="image")
+    inputs = keras_module.Input(input_shape, name="image")
     x = layers.Conv2D(filters[0], 5, activation="relu", name="conv1")(inputs)
     x = layers.MaxPooling2D(2, name="pool1")(x)
     x = layers.Conv2D(filters[1], 5, activation="relu", name="conv2")(x)
@@ -37,10 +40,10 @@ def lenet5(input_shape, num_classes, width=1.0, name="lenet5"):
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(filters[3], activation="relu", name="fc1")(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras_module.Model(inputs, outputs, name=name)
 
 
-def _basic_block(x, filters, stride, name):
+def _basic_block(layers, x, filters, stride, name):
     shortcut = x
     y = layers.Conv2D(filters, 3, stride, "same", use_bias=False, name=f"{name}_conv1")(x)
     y = layers.BatchNormalization(**_BN, name=f"{name}_bn1")(y)
@@ -54,7 +57,7 @@ def _basic_block(x, filters, stride, name):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def resnet_8x(input_shape, num_classes, blocks_per_stage, width=1.0, name="resnet_8x"):
+def resnet_8x(input_shape, num_classes, blocks_per_stage, width=1.0, name="resnet_8x", keras_module=keras):
     """ResNet with basic blocks and 8x downsampling (paper Table 6, CIFAR layout).
 
     A 3x3 stem keeps full resolution; four stages of basic blocks with 64, 128,
@@ -67,6 +70,7 @@ def resnet_8x(input_shape, num_classes, blocks_per_stage, width=1.0, name="resne
             `(2, 2, 2, 2)` for ResNet-18-8x, `(3, 4, 6, 3)` for ResNet-34-8x.
         width: multiplier on every stage's filter count.
         name: model name.
+        keras_module: `keras` or `tf_keras`.
 
     Returns:
         A `keras.Model` mapping images to logits.
@@ -75,7 +79,8 @@ def resnet_8x(input_shape, num_classes, blocks_per_stage, width=1.0, name="resne
     >>> resnet_8x((32, 32, 3), 10, (2, 2, 2, 2)).count_params()
     11183562
     """
-    inputs = keras.Input(input_shape, name="image")
+    layers = keras_module.layers
+    inputs = keras_module.Input(input_shape, name="image")
     x = layers.Conv2D(round(64 * width), 3, 1, "same", use_bias=False, name="stem_conv")(inputs)
     x = layers.BatchNormalization(**_BN, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
@@ -83,7 +88,7 @@ def resnet_8x(input_shape, num_classes, blocks_per_stage, width=1.0, name="resne
         filters = round(64 * 2**stage * width)
         for block in range(blocks):
             stride = 2 if stage > 0 and block == 0 else 1
-            x = _basic_block(x, filters, stride, name=f"stage{stage + 1}_block{block + 1}")
+            x = _basic_block(layers, x, filters, stride, name=f"stage{stage + 1}_block{block + 1}")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras_module.Model(inputs, outputs, name=name)

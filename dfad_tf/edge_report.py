@@ -1,0 +1,62 @@
+"""What an exported student costs and how faithful it is: size, accuracy, agreement, latency."""
+
+import os
+
+import numpy as np
+
+from dfad_tf import evaluation
+from dfad_tf.export import TFLiteModel
+
+
+def measure(student, tflite_files, images, labels=None, latency_repeats=50):
+    """Measures TFLite files against their Keras student on the same images.
+
+    Args:
+        student: the Keras student the files were exported from.
+        tflite_files: `{name: path}`; a "float32" entry is the size reference.
+        images: float images `(n, h, w, c)` (held-out images, or generated
+            ones when there are no labels).
+        labels: integer labels for accuracy, or None.
+        latency_repeats: single-image runs behind each latency median.
+
+    Returns:
+        A list of rows (dicts): name, file, size_bytes, size_vs_float32,
+        accuracy (if labels), agreement (top-1 with Keras), max_logit_diff,
+        latency_ms (median per image on this CPU).
+
+    Example:
+    >>> rows = measure(student, {"float32": "student.tflite", "int8": "student_int8.tflite"}, x, y)
+    >>> print(format_table(rows))
+    """
+    reference = evaluation.predict(student, images)
+    float_size = os.path.getsize(tflite_files["float32"]) if "float32" in tflite_files else None
+    rows = [{"name": "keras", "file": None, "size_bytes": None, "size_vs_float32": None,
+             "agreement": 1.0, "max_logit_diff": 0.0, "latency_ms": None,
+             **({"accuracy": evaluation.accuracy(reference, labels)} if labels is not None else {})}]
+    for name, path in tflite_files.items():
+        model = TFLiteModel(path)
+        outputs = model.predict(images)
+        size = os.path.getsize(path)
+        row = {
+            "name": name, "file": os.path.basename(path), "size_bytes": size,
+            "size_vs_float32": round(size / float_size, 4) if float_size else None,
+            "agreement": float(np.mean(outputs.argmax(-1) == reference.argmax(-1))),
+            "max_logit_diff": float(np.abs(outputs - reference).max()),
+            "latency_ms": round(model.latency_ms(images[0], latency_repeats), 4),
+        }
+        if labels is not None:
+            row["accuracy"] = evaluation.accuracy(outputs, labels)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows):
+    """The rows of `measure` as a fixed-width text table."""
+    columns = [("name", "{}"), ("size_bytes", "{:,}"), ("size_vs_float32", "{:.3f}"), ("accuracy", "{:.4f}"),
+               ("agreement", "{:.4f}"), ("max_logit_diff", "{:.4f}"), ("latency_ms", "{:.4f}")]
+    columns = [(key, fmt) for key, fmt in columns if any(key in row for row in rows)]
+    cells = [[key for key, _ in columns]]
+    cells += [[fmt.format(row[key]) if row.get(key) is not None else "-" for key, fmt in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.rjust(width) if i else cell.ljust(width)
+                               for i, (cell, width) in enumerate(zip(line, widths))) for line in cells)

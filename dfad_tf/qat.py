@@ -1,0 +1,118 @@
+"""Data-free quantization-aware training (QAT) with tensorflow-model-optimization.
+
+tfmot only wraps tf_keras models, and importing it switches the process to
+legacy Keras (`TF_USE_LEGACY_KERAS=1`). So it is imported here alone, lazily,
+with that switch undone, and the student gets a tf_keras twin built by the same
+builder as the Keras 3 student, with its weights copied across.
+
+The fine-tuning is DFAD's own loop: imitation steps for the fake-quantized
+student against the teacher on generated images, with the adversarial
+generator still in play. No real image is used.
+"""
+
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from dfad_tf import fileio, losses, models
+from dfad_tf.distiller import generation_step, imitation_step
+
+
+def _tfmot():
+    previous = os.environ.get("TF_USE_LEGACY_KERAS")
+    try:
+        import tensorflow_model_optimization as tfmot
+    finally:
+        if previous is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = previous
+    return tfmot
+
+
+def tf_keras_twin(student):
+    """The student's architecture built with tf_keras, holding a copy of its weights.
+
+    Args:
+        student: a Keras 3 student built by `models.build_classifier` (its
+            name is the registry key).
+
+    Raises:
+        ValueError: the student's architecture is not a registered one.
+    """
+    import tf_keras
+
+    if student.name not in models.CLASSIFIERS:
+        raise ValueError(f"quantization-aware training needs a registered architecture "
+                         f"({', '.join(sorted(models.CLASSIFIERS))}); the student is {student.name!r}")
+    twin = models.build_classifier(student.name, tuple(student.input_shape[1:]), student.output_shape[-1],
+                                   keras_module=tf_keras)
+    for layer in student.layers:
+        if layer.weights:
+            twin.get_layer(layer.name).set_weights(layer.get_weights())
+    return twin
+
+
+def quantization_aware_finetune(teacher, student, generator, iterations=200, batch_size=128, imitation_steps=5,
+                                student_lr=1e-3, generator_lr=1e-4, loss="mae", seed=0):
+    """Fine-tunes a fake-quantized twin of `student` data-free, by DFAD iterations.
+
+    Args:
+        teacher: the teacher (Keras 3).
+        student: the distilled student (Keras 3, registered architecture).
+        generator: the run's trained generator; it keeps training adversarially.
+        iterations: DFAD iterations of fine-tuning.
+        batch_size: generated images per step.
+        imitation_steps: student updates per generator update.
+        student_lr: SGD (momentum 0.9) learning rate of the quantized student.
+        generator_lr: Adam learning rate of the generator.
+        loss: discrepancy name.
+        seed: seed of the latent noise.
+
+    Returns:
+        The quantization-aware tf_keras model (fake-quant nodes inserted).
+
+    Example:
+    >>> qat_student = quantization_aware_finetune(teacher, student, generator, iterations=200)
+    >>> export_qat_tflite(qat_student, "student_qat_int8.tflite")
+    """
+    import tf_keras
+
+    quantized = _tfmot().quantization.keras.quantize_model(tf_keras_twin(student))
+    student_optimizer = tf_keras.optimizers.SGD(student_lr, momentum=0.9)
+    generator_optimizer = keras.optimizers.Adam(generator_lr)
+    generator_optimizer.build(generator.trainable_variables)
+    discrepancy = losses.get(loss)
+    shape = (batch_size, imitation_steps + 1, generator.input_shape[-1])
+
+    @tf.function
+    def iteration(step):
+        noise = tf.random.stateless_normal(shape, seed=tf.stack([tf.constant(seed, tf.int64), step]))
+        for k in range(imitation_steps):
+            student_loss = imitation_step(teacher, quantized, generator, noise[:, k], discrepancy,
+                                          student_optimizer)
+        generation_step(teacher, quantized, generator, noise[:, -1], discrepancy, generator_optimizer)
+        return student_loss
+
+    for step in range(iterations):
+        iteration(tf.constant(step, tf.int64))
+    return quantized
+
+
+def export_qat_tflite(quantized, path):
+    """Converts a quantization-aware model to an int8 TFLite file, atomically."""
+    with tempfile.TemporaryDirectory() as saved_model:
+        tf.saved_model.save(quantized, saved_model)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        flatbuffer = converter.convert()
+    with fileio.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(flatbuffer)
+
+
+def fake_quant_layers(quantized):
+    """Names of the layers of `quantized` that tfmot wrapped for quantization."""
+    return [layer.name for layer in quantized.layers if type(layer).__name__ == "QuantizeWrapperV2"]
