@@ -37,6 +37,7 @@ setup(
             "dfad-distill=dfad_tf.cli.distill:run",
             "dfad-evaluate=dfad_tf.cli.evaluate:run",
             "dfad-export=dfad_tf.cli.export:run",
+            "dfad-inspect=dfad_tf.cli.inspect:run",
         ]
     },
 )

@@ -32,12 +32,13 @@ def _tfmot():
     return tfmot
 
 
-def tf_keras_twin(student):
+def tf_keras_twin(student, width=1.0):
     """The student's architecture built with tf_keras, holding a copy of its weights.
 
     Args:
         student: a Keras 3 student built by `models.build_classifier` (its
             name is the registry key).
+        width: the width multiplier it was built with.
 
     Raises:
         ValueError: the student's architecture is not a registered one.
@@ -48,7 +49,7 @@ def tf_keras_twin(student):
         raise ValueError(f"quantization-aware training needs a registered architecture "
                          f"({', '.join(sorted(models.CLASSIFIERS))}); the student is {student.name!r}")
     twin = models.build_classifier(student.name, tuple(student.input_shape[1:]), student.output_shape[-1],
-                                   keras_module=tf_keras)
+                                   width=width, keras_module=tf_keras)
     for layer in student.layers:
         if layer.weights:
             twin.get_layer(layer.name).set_weights(layer.get_weights())
@@ -56,7 +57,7 @@ def tf_keras_twin(student):
 
 
 def quantization_aware_finetune(teacher, student, generator, iterations=200, batch_size=128, imitation_steps=5,
-                                student_lr=1e-3, generator_lr=1e-4, loss="mae", seed=0):
+                                student_lr=1e-3, generator_lr=1e-4, loss="mae", seed=0, width=1.0):
     """Fine-tunes a fake-quantized twin of `student` data-free, by DFAD iterations.
 
     Args:
@@ -70,6 +71,7 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
         generator_lr: Adam learning rate of the generator.
         loss: discrepancy name.
         seed: seed of the latent noise.
+        width: the student's width multiplier (see `tf_keras_twin`).
 
     Returns:
         The quantization-aware tf_keras model (fake-quant nodes inserted).
@@ -80,7 +82,7 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
     """
     import tf_keras
 
-    quantized = _tfmot().quantization.keras.quantize_model(tf_keras_twin(student))
+    quantized = _tfmot().quantization.keras.quantize_model(tf_keras_twin(student, width))
     student_optimizer = tf_keras.optimizers.SGD(student_lr, momentum=0.9)
     generator_optimizer = keras.optimizers.Adam(generator_lr)
     generator_optimizer.build(generator.trainable_variables)

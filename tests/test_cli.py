@@ -15,6 +15,7 @@ from absl.testing import flagsaver
 from dfad_tf import export, models
 from dfad_tf.cli import common, distill, evaluate, train_teacher
 from dfad_tf.cli import export as export_binary
+from dfad_tf.cli import inspect as inspect_binary
 
 FLAGS = flags.FLAGS
 TINY = ["--epochs=2", "--iterations_per_epoch=2", "--batch_size=16", "--generator_width=4", "--latent_dim=16",
@@ -221,6 +222,56 @@ def test_export_without_a_generator_is_one_line(tmp_path, finished_run, capsys):
     assert files_with_contents(tmp_path) == before
     with pytest.raises(flags.IllegalFlagValueError, match="--variants"):
         run_binary(export_binary, f"--run_dir={tmp_path}", "--variants=float32,int4")
+
+
+@pytest.fixture(scope="module")
+def unit_teacher(tmp_path_factory, digits_teacher):
+    """The digits teacher behind a layer that takes [0, 1] pixels: a teacher with another convention."""
+    teacher = keras.saving.load_model(digits_teacher)
+    inputs = keras.Input((32, 32, 1))
+    normalised = keras.layers.Rescaling(1 / 0.3081, -0.1307 / 0.3081)(inputs)
+    path = tmp_path_factory.mktemp("unit") / "unit_teacher.keras"
+    keras.Model(inputs, teacher(normalised), name="unit_teacher").save(path)
+    return path
+
+
+def test_teacher_input_convention_maps_generated_and_evaluation_images(tmp_path, unit_teacher, digits_teacher,
+                                                                       digits_arrays):
+    images, labels = digits_arrays
+    expected = np.mean(np.asarray(keras.saving.load_model(digits_teacher)(images)).argmax(-1) == labels)
+    accuracies = {}
+    for convention in ("unit", "normalized"):
+        model_dir = tmp_path / convention
+        assert run_binary(distill, f"--model_dir={model_dir}", f"--teacher={unit_teacher}",
+                          f"--teacher_input={convention}", "--export=float32", *TINY) == 0
+        accuracies[convention] = json.loads((model_dir / "metrics.json").read_text())["teacher_accuracy"]
+    assert accuracies["unit"] == pytest.approx(expected)  # the teacher sees exactly what it was trained on
+    assert accuracies["normalized"] != pytest.approx(expected)  # the wrong convention changes what it sees
+    generator = keras.saving.load_model(tmp_path / "unit" / "generator.keras")
+    assert generator.layers[-1].name == "to_teacher_input"
+    # The student takes the teacher's convention: its TFLite accuracy is measured on [0, 1] pixels.
+    metrics = json.loads((tmp_path / "unit" / "metrics.json").read_text())
+    unit_images = images * 0.3081 + 0.1307
+    student_outputs = export.tflite_predict(tmp_path / "unit" / "student.tflite", unit_images)
+    assert metrics["student_tflite_accuracy"] == pytest.approx(np.mean(student_outputs.argmax(-1) == labels))
+
+
+def test_teacher_input_needs_a_teacher_file(tmp_path, capsys):
+    assert run_binary(distill, f"--model_dir={tmp_path}", "--teacher_input=unit", *TINY) == 2
+    assert "--teacher_input: applies to a --teacher file" in one_line_error(capsys)
+
+
+def test_inspect_reports_hand_checkable_numbers(digits_teacher, capsys):
+    assert run_binary(inspect_binary, f"--teacher={digits_teacher}", "--json") == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["teacher"]["parameters"] == 61_706 and report["teacher"]["macs_per_image"] == 416_520
+    assert report["teacher"]["input_shape"] == [32, 32, 1] and report["teacher"]["batchnorm_layers"] == 0
+    students = {row["name"]: row for row in report["students"]}
+    assert students["lenet5_half"]["macs_per_image"] == 133_740
+    assert students["lenet5_half"]["int8_bytes_estimate"] == 15_738
+    assert set(students) == set(models.CLASSIFIERS)
+    assert run_binary(inspect_binary, f"--teacher={digits_teacher}") == 0
+    assert "lenet5_half" in capsys.readouterr().out
 
 
 def real_program(name, *args):

@@ -29,6 +29,14 @@ flags.DEFINE_string("teacher", None,
 flags.DEFINE_bool("allow_unsafe_teacher", False,
                   "Load a .keras teacher even if it holds Python code (Lambda layers), which Keras's "
                   "safe mode refuses. Only for files from a source you trust.")
+flags.DEFINE_enum("teacher_input", "normalized", ["normalized", "unit", "symmetric", "byte", "mean_std"],
+                  "Input convention of the --teacher file: normalized (the dataset's own mean/std "
+                  "normalisation, as teachers trained by dfad_tf expect), unit ([0, 1] pixels), symmetric "
+                  "([-1, 1]), byte ([0, 255]) or mean_std ((pixel - --teacher_input_mean) / "
+                  "--teacher_input_std, pixels in [0, 1]). Generated and evaluation images are mapped into it, "
+                  "and the student takes the same inputs as the teacher.")
+flags.DEFINE_list("teacher_input_mean", None, "Per-channel mean for --teacher_input=mean_std, e.g. 0.485,0.456,0.406.")
+flags.DEFINE_list("teacher_input_std", None, "Per-channel std for --teacher_input=mean_std, e.g. 0.229,0.224,0.225.")
 flags.DEFINE_bool("int8_io", False, "Give the full-integer int8 TFLite model int8 input and output tensors "
                                     "(default: float, quantized inside the model).")
 flags.DEFINE_integer("calibration_images", 512,
@@ -100,6 +108,25 @@ def run(main, required=()):
     for name in required:
         flags.mark_flag_as_required(name)
     app.run(report_errors(main))
+
+
+def teacher_input_map(spec):
+    """(scale, offset) from --dataset's normalised images to the --teacher_input convention."""
+    from dfad_tf import conventions
+
+    def floats(name):
+        values = FLAGS[name].value
+        try:
+            return None if values is None else [float(v) for v in values]
+        except ValueError as error:
+            raise FlagError(name, f"expected comma-separated numbers, got {','.join(values)}") from error
+
+    data = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
+    try:
+        return conventions.to_teacher_input(FLAGS.teacher_input, mean=floats("teacher_input_mean"),
+                                            std=floats("teacher_input_std"), **data)
+    except ValueError as error:
+        raise FlagError("teacher_input", f"{error} (--teacher_input_mean, --teacher_input_std)") from error
 
 
 def load_teacher(path):

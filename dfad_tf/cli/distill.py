@@ -27,7 +27,11 @@ from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("student", "lenet5_half", sorted(models.CLASSIFIERS), "Student architecture.")
+flags.DEFINE_enum("student", "lenet5_half", sorted(models.CLASSIFIERS),
+                  "Student architecture: the paper's (lenet5_half, resnet18_8x, ...) or an edge network for any "
+                  "teacher (mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large).")
+flags.DEFINE_float("student_width", 1.0, "Width multiplier of the student: a scaled copy of a paper network, or "
+                                         "a MobileNet's alpha.", lower_bound=0.01)
 flags.DEFINE_enum("generator", "generator_a", sorted(models.GENERATORS),
                   "Generator architecture: generator_a (upsampling, MNIST/CIFAR) or generator_b (DCGAN).")
 flags.DEFINE_integer("generator_width", 64, "Base filter count of the generator (64 in the paper).", lower_bound=1)
@@ -67,6 +71,9 @@ def _load_teacher(model_dir, has_data):
         if not os.path.exists(path):
             if not has_data:
                 raise common.FlagError("teacher", f"required with --dataset={common.NO_DATASET} (a .keras file or SavedModel)")
+            if FLAGS.teacher_input != "normalized":
+                raise common.FlagError("teacher_input", "applies to a --teacher file; a teacher trained here takes "
+                                                        "normalized inputs")
             train_teacher.train_and_save(model_dir)
     return common.load_teacher(path)
 
@@ -87,25 +94,32 @@ def _check_teacher(teacher, spec):
 
 def configuration():
     """The flags that define this run, as recorded in student.json and metrics.json."""
-    names = ["dataset", "teacher", "student", "generator", "generator_width", "latent_dim", "batch_size",
+    names = ["dataset", "teacher", "teacher_input", "teacher_input_mean", "teacher_input_std", "student",
+             "student_width", "generator", "generator_width", "latent_dim", "batch_size",
              "imitation_steps", "iterations_per_epoch", "epochs", "student_lr", "student_momentum",
              "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss", "seed"]
     return {name: FLAGS[name].value for name in names}
 
 
-def _build_distiller(model_dir, spec):
+def _build_distiller(model_dir, spec, input_map):
     """Teacher (loaded or trained), student, generator and the compiled distiller."""
     import keras
 
-    from dfad_tf import optimizers
+    from dfad_tf import conventions, optimizers
     from dfad_tf.distiller import DataFreeDistiller
 
     teacher = _load_teacher(model_dir, has_data=spec is not None)
     _check_teacher(teacher, spec)
     keras.utils.set_random_seed(FLAGS.seed)
     image_shape = tuple(teacher.input_shape[1:])
-    student = models.build_classifier(FLAGS.student, image_shape, teacher.output_shape[-1])
-    generator = models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width)
+    try:
+        student = models.build_classifier(FLAGS.student, image_shape, teacher.output_shape[-1],
+                                          width=FLAGS.student_width)
+    except ValueError as error:  # e.g. a MobileNet on images smaller than 32x32
+        raise common.FlagError("student", f"cannot build {FLAGS.student} for inputs {image_shape}: {error}") from error
+    generator = conventions.adapt_generator(
+        models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width),
+        *input_map)
     distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=FLAGS.imitation_steps,
                                   seed=FLAGS.seed)
     distiller.compile(
@@ -187,15 +201,19 @@ def main(argv):
     del argv
     import keras
 
-    from dfad_tf import callbacks, data, distribute, evaluation, fileio
+    from dfad_tf import callbacks, conventions, data, distribute, evaluation, fileio
 
     model_dir = FLAGS.model_dir
     has_data = FLAGS.dataset != common.NO_DATASET
     spec = data.spec(FLAGS.dataset) if has_data else None
-    test_data = evaluation.arrays(common.labelled_dataset("test")) if has_data else None
+    input_map = common.teacher_input_map(spec)
+    test_data = None
+    if has_data:
+        images, labels = evaluation.arrays(common.labelled_dataset("test"))
+        test_data = (conventions.adapt_images(images, *input_map), labels)
     os.makedirs(model_dir, exist_ok=True)
     with distribute.default_strategy().scope():
-        distiller = _build_distiller(model_dir, spec)
+        distiller = _build_distiller(model_dir, spec, input_map)
 
     student_path = os.path.join(model_dir, "student.keras")
     best = callbacks.BestStudentCheckpoint(student_path, monitor="val_accuracy" if has_data else "gen_agreement",

@@ -66,17 +66,26 @@ def _load(flag, filename):
         raise common.FlagError(flag, f"{path}: cannot be read as a Keras model ({type(error).__name__})") from error
 
 
-def _references(student, generator, output_dir, images, labels):
+def _run_config():
+    """The distill configuration recorded beside the student (student.json), if any."""
+    from dfad_tf import fileio
+
+    record = fileio.read_json(os.path.splitext(_path("student_path", "student.keras"))[0] + ".json", {})
+    return record.get("config", {})
+
+
+def _references(student, output_dir, input_map, has_data):
     """int8 files calibrated on noise and on real training images, for the report only."""
     import numpy as np
 
-    from dfad_tf import evaluation
+    from dfad_tf import conventions, evaluation
 
     count = FLAGS.calibration_images
     sources = {"int8_noise_calibrated": np.random.default_rng(FLAGS.seed).standard_normal(
         (count, *student.input_shape[1:])).astype("float32")}
-    if labels is not None:
+    if has_data:
         sources["int8_real_calibrated"] = evaluation.arrays(common.labelled_dataset("train").take(count))[0]
+    sources = {name: conventions.adapt_images(images, *input_map) for name, images in sources.items()}
     paths = {}
     for name, calibration in sources.items():
         paths[name] = os.path.join(output_dir, f"{name}.tflite")
@@ -86,7 +95,7 @@ def _references(student, generator, output_dir, images, labels):
 
 def main(argv):
     del argv
-    from dfad_tf import edge_report, evaluation, fileio, qat
+    from dfad_tf import conventions, data, edge_report, evaluation, fileio, qat
 
     student = _load("student_path", "student.keras")
     has_data = FLAGS.dataset != common.NO_DATASET
@@ -95,8 +104,10 @@ def main(argv):
     teacher = common.load_teacher(_path("teacher", "teacher.keras")) if FLAGS.qat_iterations else None
     output_dir = FLAGS.output_dir or FLAGS.run_dir or os.path.dirname(os.path.abspath(FLAGS.student_path))
     labels = None
+    input_map = common.teacher_input_map(data.spec(FLAGS.dataset) if has_data else None)
     if has_data:
         images, labels = evaluation.arrays(common.labelled_dataset("test"))
+        images = conventions.adapt_images(images, *input_map)
     else:  # without labelled data, fidelity to the Keras student is measured on generated images
         images = export.generated_images(generator, 512, seed=FLAGS.seed + 1)
 
@@ -110,14 +121,14 @@ def main(argv):
         print(f"Quantization-aware fine-tuning for {FLAGS.qat_iterations} data-free iterations")
         quantized = qat.quantization_aware_finetune(
             teacher, student, generator, iterations=FLAGS.qat_iterations, batch_size=FLAGS.qat_batch_size,
-            student_lr=FLAGS.qat_student_lr, seed=FLAGS.seed)
+            student_lr=FLAGS.qat_student_lr, seed=FLAGS.seed, width=_run_config().get("student_width", 1.0))
         files["qat_int8"] = os.path.join(output_dir, "student_qat_int8.tflite")
         qat.export_qat_tflite(quantized, files["qat_int8"])
 
     with tempfile.TemporaryDirectory() as scratch:
         measured = dict(files)
         if FLAGS.references:
-            measured.update(_references(student, generator, scratch, images, labels))
+            measured.update(_references(student, scratch, input_map, has_data))
         rows = edge_report.measure(student, measured, images, labels)
     for row in rows:
         if row["name"].endswith("_calibrated"):

@@ -6,18 +6,20 @@ Example:
 >>> generator = models.build_generator("generator_a", 256, (32, 32, 1), width=32)
 """
 
-import functools
-
 import keras
 
-from dfad_tf.models.classifiers import lenet5, resnet_8x
+from dfad_tf.models.classifiers import lenet5, mobilenet, resnet_8x
 from dfad_tf.models.generators import generator_a, generator_b
 
+# name -> (builder, its width for width=1, fixed arguments)
 CLASSIFIERS = {
-    "lenet5": functools.partial(lenet5, name="lenet5"),
-    "lenet5_half": functools.partial(lenet5, width=0.5, name="lenet5_half"),
-    "resnet18_8x": functools.partial(resnet_8x, blocks_per_stage=(2, 2, 2, 2), name="resnet18_8x"),
-    "resnet34_8x": functools.partial(resnet_8x, blocks_per_stage=(3, 4, 6, 3), name="resnet34_8x"),
+    "lenet5": (lenet5, 1.0, {}),
+    "lenet5_half": (lenet5, 0.5, {}),
+    "resnet18_8x": (resnet_8x, 1.0, {"blocks_per_stage": (2, 2, 2, 2)}),
+    "resnet34_8x": (resnet_8x, 1.0, {"blocks_per_stage": (3, 4, 6, 3)}),
+    "mobilenet_v2": (mobilenet, 1.0, {"version": "v2"}),
+    "mobilenet_v3_small": (mobilenet, 1.0, {"version": "v3_small"}),
+    "mobilenet_v3_large": (mobilenet, 1.0, {"version": "v3_large"}),
 }
 
 GENERATORS = {
@@ -32,20 +34,24 @@ def _lookup(registry, kind, name):
     return registry[name]
 
 
-def build_classifier(name, input_shape, num_classes, keras_module=keras):
+def build_classifier(name, input_shape, num_classes, width=1.0, keras_module=keras):
     """Builds a registered classifier (teacher or student) by name.
 
     Args:
         name: a key of `CLASSIFIERS`.
         input_shape: `(height, width, channels)`.
         num_classes: number of output logits.
+        width: multiplier on the architecture's filter counts: a scaled copy
+            (e.g. `build_classifier("lenet5", ..., width=0.5)` is LeNet-5-Half).
         keras_module: `keras` (Keras 3), or `tf_keras` to build the same
             architecture as a tf_keras model (for tensorflow-model-optimization).
 
     Returns:
-        An uncompiled model producing logits.
+        An uncompiled model producing logits, named `name`.
     """
-    return _lookup(CLASSIFIERS, "classifier", name)(input_shape, num_classes, keras_module=keras_module)
+    builder, base_width, arguments = _lookup(CLASSIFIERS, "classifier", name)
+    return builder(tuple(input_shape), num_classes, width=base_width * width, name=name, keras_module=keras_module,
+                   **arguments)
 
 
 def build_generator(name, latent_dim, image_shape, width=64):

@@ -92,3 +92,38 @@ def resnet_8x(input_shape, num_classes, blocks_per_stage, width=1.0, name="resne
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
     return keras_module.Model(inputs, outputs, name=name)
+
+
+def mobilenet(input_shape, num_classes, version="v2", width=1.0, name="mobilenet_v2", keras_module=keras):
+    """MobileNetV2 or MobileNetV3 (Small/Large) from `applications`, built without downloads.
+
+    Edge students for any teacher: any input size of at least 32x32 and any
+    channel count; `width` is the networks' own width multiplier (alpha).
+
+    Args:
+        input_shape: `(height, width, channels)`.
+        num_classes: number of output logits.
+        version: "v2", "v3_small" or "v3_large".
+        width: width multiplier.
+        name: model name.
+        keras_module: `keras` or `tf_keras`.
+
+    Returns:
+        A functional model mapping images to logits (no softmax, no built-in
+        rescaling: it takes the teacher's inputs as they are).
+
+    Example:
+    >>> mobilenet((32, 32, 1), 10, "v3_small", width=0.75).output_shape
+    (None, 10)
+    """
+    applications = keras_module.applications
+    common = dict(input_shape=tuple(input_shape), alpha=width, weights=None, classes=num_classes,
+                  classifier_activation=None)
+    if version == "v2":
+        network = applications.MobileNetV2(**common)
+    elif version in ("v3_small", "v3_large"):
+        builder = applications.MobileNetV3Small if version == "v3_small" else applications.MobileNetV3Large
+        network = builder(**common, include_preprocessing=False)
+    else:
+        raise ValueError(f"unknown MobileNet version {version!r}; choose v2, v3_small or v3_large")
+    return keras_module.Model(network.inputs, network.outputs, name=name)

@@ -1,0 +1,50 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dfad_tf import conventions, models
+
+MEAN, STD = (0.1307,), (0.3081,)
+
+
+@pytest.mark.parametrize("convention, pixel_0, pixel_1", [
+    ("unit", 0.0, 1.0), ("symmetric", -1.0, 1.0), ("byte", 0.0, 255.0)])
+def test_maps_normalised_black_and_white_to_the_conventions_range(convention, pixel_0, pixel_1):
+    scale, offset = conventions.to_teacher_input(convention, MEAN, STD)
+    black, white = (0 - MEAN[0]) / STD[0], (1 - MEAN[0]) / STD[0]  # normalised pixels 0 and 1
+    assert scale * black + offset == pytest.approx(pixel_0, abs=1e-4)
+    assert scale * white + offset == pytest.approx(pixel_1, abs=1e-3)
+
+
+def test_mean_std_and_normalized_conventions():
+    assert conventions.to_teacher_input("normalized", MEAN, STD) == (1.0, 0.0)
+    # A teacher normalised with ImageNet statistics, fed images normalised with the dataset's.
+    scale, offset = conventions.to_teacher_input("mean_std", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25),
+                                                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    pixel = 0.7  # in [0, 1]
+    normalised = (pixel - 0.5) / 0.25
+    np.testing.assert_allclose(scale * normalised + offset, (pixel - np.array([0.485, 0.456, 0.406])) /
+                               np.array([0.229, 0.224, 0.225]), rtol=1e-5)
+    with pytest.raises(ValueError, match="needs the teacher's per-channel mean and std"):
+        conventions.to_teacher_input("mean_std", MEAN, STD)
+    with pytest.raises(ValueError, match="unknown input convention 'hsv'"):
+        conventions.to_teacher_input("hsv", MEAN, STD)
+
+
+def test_adapted_generator_rescales_and_passes_gradients(tmp_path):
+    generator = models.build_generator("generator_a", 8, (32, 32, 1), width=4)
+    assert conventions.adapt_generator(generator, 1.0, 0.0) is generator
+    scale, offset = conventions.to_teacher_input("byte", MEAN, STD)
+    adapted = conventions.adapt_generator(generator, scale, offset)
+    z = tf.constant(np.random.default_rng(0).standard_normal((4, 8)).astype("float32"))
+    np.testing.assert_allclose(adapted(z, training=False), generator(z, training=False) * scale + offset, rtol=1e-4,
+                               atol=1e-3)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(adapted(z, training=True))
+    assert all(g is not None for g in tape.gradient(loss, adapted.trainable_variables))
+    adapted.save(tmp_path / "generator.keras")
+    reloaded = keras.saving.load_model(tmp_path / "generator.keras")
+    np.testing.assert_allclose(reloaded(z), adapted(z), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(conventions.adapt_images(np.ones((1, 2, 2, 1)), scale, offset),
+                               np.full((1, 2, 2, 1), scale + offset, "float32"))

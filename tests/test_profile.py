@@ -1,0 +1,30 @@
+import pytest
+
+from dfad_tf import models, profile
+
+
+@pytest.mark.parametrize("name, input_shape, macs", [
+    # conv1 28*28*5*5*1*6 + conv2 10*10*5*5*6*16 + conv3 5*5*16*120 + fc 120*84 + fc 84*10
+    ("lenet5", (32, 32, 1), 117_600 + 240_000 + 48_000 + 10_080 + 840),
+    ("lenet5_half", (32, 32, 1), 58_800 + 60_000 + 12_000 + 2_520 + 420),
+])
+def test_multiply_adds_match_hand_counts(name, input_shape, macs):
+    assert profile.macs_per_image(models.build_classifier(name, input_shape, 10)) == macs
+
+
+def test_resnets_match_the_papers_flops_and_count_batchnorm_layers():
+    resnet34 = models.build_classifier("resnet34_8x", (32, 32, 3), 10)
+    assert profile.macs_per_image(resnet34) == pytest.approx(1.16e9, rel=0.01)  # paper Table 2: 1.16G
+    assert profile.batchnorm_layers(resnet34) == 1 + 2 * 16 + 3  # stem, 2 per block, 3 projections
+    assert profile.batchnorm_layers(models.build_classifier("lenet5", (32, 32, 1), 10)) == 0
+
+
+def test_width_builds_scaled_copies_and_mobilenets_take_any_input():
+    half = models.build_classifier("lenet5", (32, 32, 1), 10, width=0.5)
+    assert half.count_params() == models.build_classifier("lenet5_half", (32, 32, 1), 10).count_params()
+    for name in ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large"):
+        student = models.build_classifier(name, (40, 36, 1), 7, width=0.5)
+        assert student.name == name and student.output_shape == (None, 7)
+        assert profile.input_convention_guess(student).startswith("not declared")  # no built-in rescaling
+    narrow = models.build_classifier("mobilenet_v3_small", (32, 32, 1), 10, width=0.75)
+    assert narrow.count_params() < models.build_classifier("mobilenet_v3_small", (32, 32, 1), 10).count_params()
