@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from dfad_tf import losses
+from dfad_tf import losses, objectives
 
 
 class DataFreeDistiller(keras.Model):
@@ -21,6 +21,11 @@ class DataFreeDistiller(keras.Model):
     The teacher is frozen and always runs in inference mode. Student and
     generator run in training mode in both stages, as in the paper's reference
     code (so BatchNorm uses batch statistics and updates its moving averages).
+    What the generator maximises is configurable (`compile`'s
+    `generator_loss_weights`, see `objectives`): DFAD's adversarial
+    discrepancy by default, or DAFL's or a BatchNorm-prior variant's terms. A
+    generator with `trainable=False` is never updated (a "fixed generator"
+    run: the student learns from an already trained generator's images).
 
     The training data is latent noise, not images: `fit()` without `x` draws it
     from `latent_noise()`, reproducibly from `seed`. `evaluate()` and
@@ -78,7 +83,8 @@ class DataFreeDistiller(keras.Model):
         self.generator_loss_tracker = keras.metrics.Mean(name="loss_G")
         self.built = True  # all its state lives in the three (built) models
 
-    def compile(self, student_optimizer, generator_optimizer, loss="mae", metrics=None, **kwargs):
+    def compile(self, student_optimizer, generator_optimizer, loss="mae", metrics=None,
+                generator_loss_weights=None, **kwargs):
         """Configures the two optimizers, the discrepancy and the student's metrics.
 
         Args:
@@ -90,11 +96,16 @@ class DataFreeDistiller(keras.Model):
                 `keras.losses.Loss` taking `(teacher_outputs, student_outputs)`.
             metrics: metrics of the student on labelled data, for `evaluate()`
                 and validation, e.g. `["accuracy"]`.
+            generator_loss_weights: weights of the generator's loss terms
+                (`objectives.TERMS`), e.g. `objectives.METHOD_WEIGHTS["dafl"]`;
+                default `{"adversarial": 1.0}`, the paper's DFAD.
             **kwargs: passed to `keras.Model.compile` (e.g. `steps_per_execution`).
         """
         super().compile(optimizer=student_optimizer, metrics=metrics, **kwargs)
         self.generator_optimizer = generator_optimizer
         self.discrepancy = losses.get(loss)
+        self.generator_objective = objectives.GeneratorObjective(self.teacher, self.discrepancy,
+                                                                 generator_loss_weights)
         # Built here, on their own variables: left unbuilt, Keras would build the
         # student optimizer over every trainable variable, generator included.
         student_optimizer.build(self.student.trainable_variables)
@@ -154,9 +165,9 @@ class DataFreeDistiller(keras.Model):
     def train_step(self, noise):
         for step in range(self.imitation_steps):
             student_loss = self._imitation_step(noise[:, step])
-        generator_loss = self._generation_step(noise[:, -1])
         self.student_loss_tracker.update_state(student_loss)
-        self.generator_loss_tracker.update_state(generator_loss)
+        if self.generator.trainable:
+            self.generator_loss_tracker.update_state(self._generation_step(noise[:, -1]))
         return {"loss_S": self.student_loss_tracker.result(),
                 "loss_G": self.generator_loss_tracker.result()}
 
@@ -165,7 +176,7 @@ class DataFreeDistiller(keras.Model):
                               self.student_optimizer)
 
     def _generation_step(self, noise):
-        return generation_step(self.teacher, self.student, self.generator, noise, self.discrepancy,
+        return generation_step(self.student, self.generator, noise, self.generator_objective,
                                self.generator_optimizer)
 
     def test_step(self, data):
@@ -204,17 +215,19 @@ def imitation_step(teacher, student, generator, noise, discrepancy, optimizer):
     return loss
 
 
-def generation_step(teacher, student, generator, noise, discrepancy, optimizer):
-    """One generator update that raises the discrepancy, through teacher and student.
+def generation_step(student, generator, noise, objective, optimizer):
+    """One generator update that lowers `objective`, with gradients through teacher and student.
+
+    Args:
+        objective: an `objectives.GeneratorObjective`; DFAD's raises the
+            teacher-student discrepancy.
 
     Returns:
-        The negated discrepancy (the generator's loss) before the update.
+        The generator's loss before the update (the negated discrepancy for DFAD).
     """
     with tf.GradientTape() as tape:
         images = generator(noise, training=True)
-        teacher_outputs = teacher(images, training=False)
-        student_outputs = student(images, training=True)
-        loss = -discrepancy(teacher_outputs, student_outputs)
+        loss = objective(images, student)
     variables = generator.trainable_variables
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return loss

@@ -16,7 +16,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from dfad_tf import fileio, losses, models
+from dfad_tf import fileio, losses, models, objectives
 from dfad_tf.distiller import generation_step, imitation_step
 
 
@@ -87,6 +87,7 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
     generator_optimizer = keras.optimizers.Adam(generator_lr)
     generator_optimizer.build(generator.trainable_variables)
     discrepancy = losses.get(loss)
+    objective = objectives.GeneratorObjective(teacher, discrepancy)
     shape = (batch_size, imitation_steps + 1, generator.input_shape[-1])
 
     @tf.function
@@ -95,7 +96,7 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
         for k in range(imitation_steps):
             student_loss = imitation_step(teacher, quantized, generator, noise[:, k], discrepancy,
                                           student_optimizer)
-        generation_step(teacher, quantized, generator, noise[:, -1], discrepancy, generator_optimizer)
+        generation_step(quantized, generator, noise[:, -1], objective, generator_optimizer)
         return student_loss
 
     for step in range(iterations):

@@ -3,15 +3,25 @@
 import keras
 import tensorflow as tf
 
-from dfad_tf import models
+from dfad_tf import models, optimizers
 
 
 def augmentation(spec):
-    """Small random shifts and rotations, filling with the normalised black level.
+    """The teacher-training augmentation named by `spec.augmentation`.
+
+    "shift_rotate": small random shifts and rotations, filling with the
+    normalised black level. "crop_flip": random crops with padding of 1/8 of
+    the image size (a random translation filled with the mean colour, 0 after
+    normalisation) and horizontal flips, the reference CIFAR recipe.
 
     Args:
-        spec: the dataset's `DatasetSpec` (its mean and std give the fill value).
+        spec: the dataset's `DatasetSpec`.
     """
+    if spec.augmentation == "crop_flip":
+        return keras.Sequential([
+            keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant", fill_value=0.0),
+            keras.layers.RandomFlip("horizontal"),
+        ], name="augmentation")
     fill = -spec.mean[0] / spec.std[0]
     return keras.Sequential([
         keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=fill),
@@ -20,8 +30,9 @@ def augmentation(spec):
 
 
 def train_teacher(model_name, spec, train, test=None, epochs=30, batch_size=64, learning_rate=0.05,
-                  weight_decay=5e-4, label_smoothing=0.0, augment=True, seed=0, callbacks=(), verbose="auto"):
-    """Trains a classifier with SGD (momentum 0.9) and a cosine-decayed learning rate.
+                  weight_decay=5e-4, label_smoothing=0.0, augment=True, decay_epochs=(), seed=0, callbacks=(),
+                  verbose="auto"):
+    """Trains a classifier with SGD (momentum 0.9), cosine or step learning-rate decay.
 
     Args:
         model_name: a key of `models.CLASSIFIERS`.
@@ -36,6 +47,8 @@ def train_teacher(model_name, spec, train, test=None, epochs=30, batch_size=64, 
             logits, which keeps the L1 discrepancy on logits from exploding on
             the generator's off-manifold images (see flags/digits.cfg).
         augment: apply `augmentation(spec)` to training batches.
+        decay_epochs: epochs at which the learning rate is multiplied by 0.1
+            (the reference CIFAR recipe); empty for a cosine decay to 0.
         seed: shuffling and augmentation seed.
         callbacks: Keras callbacks for `fit`.
         verbose: `fit` verbosity.
@@ -55,12 +68,11 @@ def train_teacher(model_name, spec, train, test=None, epochs=30, batch_size=64, 
     if augment:
         augment_layer = augmentation(spec)
         batches = batches.map(lambda x, y: (augment_layer(x, training=True), y))
-    steps = epochs * int(batches.cardinality())
+    steps_per_epoch = int(batches.cardinality())
+    schedule = (optimizers.step_decay(learning_rate, decay_epochs, steps_per_epoch) if decay_epochs
+                else keras.optimizers.schedules.CosineDecay(learning_rate, max(epochs * steps_per_epoch, 1)))
     model.compile(
-        optimizer=keras.optimizers.SGD(
-            keras.optimizers.schedules.CosineDecay(learning_rate, max(steps, 1)),
-            momentum=0.9, weight_decay=weight_decay or None,
-        ),
+        optimizer=keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=weight_decay or None),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=label_smoothing),
         metrics=["accuracy"],
     )

@@ -38,8 +38,42 @@ def test_mnist_through_tfds_is_resized_to_32_and_normalised():
     assert all(0 <= label < 10 for label in labels)
 
 
+@pytest.mark.parametrize("name, shape, classes", [("cifar10", (32, 32, 3), 10), ("cifar100", (32, 32, 3), 100)])
+def test_cifar_through_tfds_is_normalised_with_the_reference_statistics(name, shape, classes):
+    spec = data.spec(name)
+    with tfds.testing.mock_data(num_examples=8):
+        images, labels = map(np.stack, zip(*data.load(name, "test").as_numpy_iterator()))
+    assert images.shape == (8, *shape) and spec.num_classes == classes and spec.augmentation == "crop_flip"
+    low, high = (0 - np.array(spec.mean)) / spec.std, (1 - np.array(spec.mean)) / spec.std
+    assert np.all(images.min((0, 1, 2)) >= low - 1e-4) and np.all(images.max((0, 1, 2)) <= high + 1e-4)
+    assert labels.min() >= 0 and labels.max() < classes
+
+
+def test_caltech101_is_resplit_like_the_paper_without_the_background_class():
+    """Pooled tfds splits, background class 4 dropped, a fixed 1695/8677 test share, 128x128 crops."""
+    def raw(split):
+        return tfds.load("caltech101", split=split, as_supervised=True)
+
+    with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
+        pooled = [int(label) for _, label in raw("train+test").as_numpy_iterator()]
+        train = list(data.load("caltech101", "train").as_numpy_iterator())
+        test = list(data.load("caltech101", "test").as_numpy_iterator())
+        again = [int(label) for _, label in data.load("caltech101", "test").as_numpy_iterator()]
+    kept = [label for label in pooled if label != 4]
+    assert 4 in pooled and len(kept) < len(pooled)  # the mock data has background images to drop
+    assert len(train) + len(test) == len(kept)
+    assert len(test) == round(len(kept) * 1695 / 8677)
+    assert again == [int(label) for _, label in test]  # the split is fixed
+    labels = np.array([label for _, label in train + test])
+    expected = np.array([label - (label > 4) for label in kept])
+    assert sorted(labels) == sorted(expected) and labels.max() < 101
+    assert {image.shape for image, _ in train + test} == {(128, 128, 3)}
+    assert data.spec("caltech101").num_classes == 101
+
+
 def test_unknown_dataset_or_split_is_rejected():
-    with pytest.raises(ValueError, match="unknown dataset 'cifar11'; choose one of: digits, mnist"):
+    with pytest.raises(ValueError, match="unknown dataset 'cifar11'; choose one of: caltech101, cifar10, cifar100, "
+                                         "digits, mnist"):
         data.load("cifar11", "train")
     with pytest.raises(ValueError, match="no split 'validation'"):
         data.load("digits", "validation")

@@ -23,6 +23,19 @@ def test_classifier_parameter_counts_and_shapes(name, input_shape, expected):
     assert model.predict(np.zeros((2, *input_shape), "float32"), verbose=0).shape == (2, 10)
 
 
+@pytest.mark.parametrize("name, torchvision_count, paper_flops", [
+    ("resnet18", 11_689_512, 595e6), ("resnet34", 21_797_672, 1.20e9)])
+def test_imagenet_layout_resnets_match_torchvision_and_the_papers_caltech_flops(name, torchvision_count, paper_flops):
+    from dfad_tf import profile
+
+    # torchvision's resnet18/34 (1000 classes) count the same trainable weights.
+    assert trainable_count(models.build_classifier(name, (128, 128, 3), 1000)) == torchvision_count
+    caltech = models.build_classifier(name, (128, 128, 3), 101)
+    assert caltech.get_layer("avg_pool").input.shape[1:3] == (4, 4)  # 32x downsampling
+    # Table 2's Caltech101 "FLOPs" are multiply-accumulates per 128x128 image.
+    assert profile.macs_per_image(caltech) == pytest.approx(paper_flops, rel=0.01)
+
+
 @pytest.mark.parametrize("name", sorted(models.GENERATORS))
 @pytest.mark.parametrize("image_shape", [(32, 32, 1), (32, 32, 3), (28, 30, 3), (40, 52, 2)])
 def test_generators_make_any_image_size_and_channel_count(name, image_shape):

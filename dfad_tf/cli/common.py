@@ -52,7 +52,11 @@ flags.DEFINE_float("teacher_weight_decay", 5e-4, "SGD weight decay of teacher tr
 flags.DEFINE_float("teacher_label_smoothing", 0.0,
                    "Label smoothing of teacher training. A smoothed teacher has bounded logits, which keeps "
                    "DFAD's L1 discrepancy stable (flags/digits.cfg uses 0.1).", lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_bool("teacher_augment", True, "Random shifts and rotations while training a teacher.")
+flags.DEFINE_bool("teacher_augment", True, "Augment teacher training: random shifts and rotations for digits and "
+                                           "MNIST, random crops with padding and horizontal flips for CIFAR and "
+                                           "Caltech101.")
+flags.DEFINE_list("teacher_lr_decay_epochs", [], "Epochs at which the teacher's learning rate is multiplied by 0.1 "
+                                                 "(e.g. 100,150); empty: cosine decay to 0.")
 
 
 class FlagError(Exception):
@@ -78,7 +82,15 @@ def require_positive(*names):
                                  message=f"--{name} must be a number greater than 0")
 
 
+def require_epoch_list(*names):
+    """Registers validators: each list flag in `names` holds positive integers (epochs)."""
+    for name in names:
+        flags.register_validator(name, lambda values: all(v.isdigit() and int(v) > 0 for v in values),
+                                 message=f"--{name} must be a comma-separated list of positive integers, e.g. 100,200")
+
+
 require_positive("teacher_lr")
+require_epoch_list("teacher_lr_decay_epochs")
 
 
 def report_errors(main):
@@ -158,7 +170,8 @@ def teacher_recipe():
     return dict(epochs=FLAGS.teacher_epochs, batch_size=FLAGS.teacher_batch_size,
                 learning_rate=FLAGS.teacher_lr, weight_decay=FLAGS.teacher_weight_decay,
                 label_smoothing=FLAGS.teacher_label_smoothing,
-                augment=FLAGS.teacher_augment, seed=FLAGS.seed)
+                augment=FLAGS.teacher_augment, decay_epochs=[int(e) for e in FLAGS.teacher_lr_decay_epochs],
+                seed=FLAGS.seed)
 
 
 def verbosity():

@@ -58,9 +58,7 @@ flags.DEFINE_multi_enum("export", ["saved_model", "float32"], ["saved_model", *e
                         "flag for several; `dfad-export` adds a report and quantization-aware training.")
 
 common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
-flags.register_validator(
-    "lr_decay_epochs", lambda values: all(v.isdigit() and int(v) > 0 for v in values),
-    message="--lr_decay_epochs must be a comma-separated list of positive integers, e.g. 100,200")
+common.require_epoch_list("lr_decay_epochs")
 
 
 def _load_teacher(model_dir, has_data):

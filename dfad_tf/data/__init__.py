@@ -16,6 +16,9 @@ from dfad_tf.data.spec import DatasetSpec
 SOURCES = {
     "digits": digits,
     "mnist": tfds_sources.MNIST,
+    "cifar10": tfds_sources.CIFAR10,
+    "cifar100": tfds_sources.CIFAR100,
+    "caltech101": tfds_sources.CALTECH101,
 }
 
 

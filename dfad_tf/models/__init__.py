@@ -8,15 +8,17 @@ Example:
 
 import keras
 
-from dfad_tf.models.classifiers import lenet5, mobilenet, resnet_8x
+from dfad_tf.models.classifiers import lenet5, mobilenet, resnet
 from dfad_tf.models.generators import generator_a, generator_b
 
 # name -> (builder, its width for width=1, fixed arguments)
 CLASSIFIERS = {
     "lenet5": (lenet5, 1.0, {}),
     "lenet5_half": (lenet5, 0.5, {}),
-    "resnet18_8x": (resnet_8x, 1.0, {"blocks_per_stage": (2, 2, 2, 2)}),
-    "resnet34_8x": (resnet_8x, 1.0, {"blocks_per_stage": (3, 4, 6, 3)}),
+    "resnet18_8x": (resnet, 1.0, {"blocks_per_stage": (2, 2, 2, 2), "stem": "cifar"}),
+    "resnet34_8x": (resnet, 1.0, {"blocks_per_stage": (3, 4, 6, 3), "stem": "cifar"}),
+    "resnet18": (resnet, 1.0, {"blocks_per_stage": (2, 2, 2, 2), "stem": "imagenet"}),
+    "resnet34": (resnet, 1.0, {"blocks_per_stage": (3, 4, 6, 3), "stem": "imagenet"}),
     "mobilenet_v2": (mobilenet, 1.0, {"version": "v2"}),
     "mobilenet_v3_small": (mobilenet, 1.0, {"version": "v3_small"}),
     "mobilenet_v3_large": (mobilenet, 1.0, {"version": "v3_large"}),

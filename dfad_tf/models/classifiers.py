@@ -57,17 +57,22 @@ def _basic_block(layers, x, filters, stride, name):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def resnet_8x(input_shape, num_classes, blocks_per_stage, width=1.0, name="resnet_8x", keras_module=keras):
-    """ResNet with basic blocks and 8x downsampling (paper Table 6, CIFAR layout).
+def resnet(input_shape, num_classes, blocks_per_stage, stem="cifar", width=1.0, name="resnet", keras_module=keras):
+    """ResNet with basic blocks: the paper's 8x-downsampling CIFAR layout or the standard ImageNet one.
 
-    A 3x3 stem keeps full resolution; four stages of basic blocks with 64, 128,
-    256 and 512 filters downsample by 2 at the start of stages 2-4.
+    Four stages of basic blocks with 64, 128, 256 and 512 filters downsample by
+    2 at the start of stages 2-4. The "cifar" stem (paper Table 6) is a 3x3
+    convolution at full resolution, 8x downsampling in all; the "imagenet"
+    stem (He et al., used for Caltech101) is a 7x7 stride-2 convolution and a
+    3x3 stride-2 max-pool, 32x in all.
 
     Args:
-        input_shape: `(height, width, channels)`, 32x32x3 in the paper.
+        input_shape: `(height, width, channels)`: 32x32x3 for the CIFAR
+            layout, 128x128x3 for Caltech101 in the paper.
         num_classes: number of output logits.
         blocks_per_stage: basic blocks in each of the four stages,
-            `(2, 2, 2, 2)` for ResNet-18-8x, `(3, 4, 6, 3)` for ResNet-34-8x.
+            `(2, 2, 2, 2)` for ResNet-18, `(3, 4, 6, 3)` for ResNet-34.
+        stem: "cifar" or "imagenet".
         width: multiplier on every stage's filter count.
         name: model name.
         keras_module: `keras` or `tf_keras`.
@@ -76,14 +81,23 @@ def resnet_8x(input_shape, num_classes, blocks_per_stage, width=1.0, name="resne
         A `keras.Model` mapping images to logits.
 
     Example:
-    >>> resnet_8x((32, 32, 3), 10, (2, 2, 2, 2)).count_params()
+    >>> resnet((32, 32, 3), 10, (2, 2, 2, 2)).count_params()
     11183562
+    >>> resnet((128, 128, 3), 101, (2, 2, 2, 2), stem="imagenet").count_params()
+    11237925
     """
     layers = keras_module.layers
     inputs = keras_module.Input(input_shape, name="image")
-    x = layers.Conv2D(round(64 * width), 3, 1, "same", use_bias=False, name="stem_conv")(inputs)
+    if stem == "cifar":
+        x = layers.Conv2D(round(64 * width), 3, 1, "same", use_bias=False, name="stem_conv")(inputs)
+    elif stem == "imagenet":
+        x = layers.Conv2D(round(64 * width), 7, 2, "same", use_bias=False, name="stem_conv")(inputs)
+    else:
+        raise ValueError(f"unknown ResNet stem {stem!r}; choose cifar or imagenet")
     x = layers.BatchNormalization(**_BN, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
+    if stem == "imagenet":
+        x = layers.MaxPooling2D(3, 2, "same", name="stem_pool")(x)
     for stage, blocks in enumerate(blocks_per_stage):
         filters = round(64 * 2**stage * width)
         for block in range(blocks):
