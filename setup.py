@@ -27,6 +27,7 @@ setup(
         "tensorflow-model-optimization",
         "absl-py",
         "scikit-learn",
+        "matplotlib",  # the reproduce binary's plots, and the fonts of its printed-digits stand-in data
         "ai-edge-litert",
         "numpy",
     ],
@@ -38,6 +39,7 @@ setup(
             "dfad-evaluate=dfad_tf.cli.evaluate:run",
             "dfad-export=dfad_tf.cli.export:run",
             "dfad-inspect=dfad_tf.cli.inspect:run",
+            "dfad-reproduce=dfad_tf.cli.reproduce:run",
         ]
     },
 )

@@ -71,10 +71,15 @@ class Discrepancy(keras.losses.Loss):
     def __init__(self, name="mae", **kwargs):
         if name not in DISCREPANCIES:
             raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(DISCREPANCIES)}")
-        super().__init__(name=name, **kwargs)
+        self.kind = name
+        # "+" is not allowed in TensorFlow name scopes.
+        super().__init__(name=name.replace("+", "_plus_"), **kwargs)
 
     def call(self, y_true, y_pred):
-        return DISCREPANCIES[self.name](y_true, y_pred)
+        return DISCREPANCIES[self.kind](y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "name": self.kind}
 
 
 def get(name_or_loss):

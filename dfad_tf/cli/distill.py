@@ -22,7 +22,7 @@ import time
 
 from absl import flags, logging
 
-from dfad_tf import export, losses, models
+from dfad_tf import export, losses, models, objectives
 from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
@@ -58,7 +58,30 @@ flags.DEFINE_multi_enum("export", ["saved_model", "float32"], ["saved_model", *e
                         "flag for several; `dfad-export` adds a report and quantization-aware training.")
 
 common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
+flags.DEFINE_list("generator_loss_weights", ["adversarial=1"],
+                  "What the generator optimises, as TERM=WEIGHT pairs over the terms adversarial (DFAD's "
+                  "discrepancy), batchnorm (match the teacher's BatchNorm statistics, a prior as in DeepInversion "
+                  "and DFQ), one_hot, activation and balance (DAFL's terms). DAFL is "
+                  "one_hot=1,activation=0.1,balance=5; DFAD with a BN prior adversarial=1,batchnorm=1.")
+flags.DEFINE_string("fixed_generator", None,
+                    "A generator.keras of an earlier run: train a fresh student on its images, the generator "
+                    "frozen (no generation stage).")
 common.require_epoch_list("lr_decay_epochs")
+
+
+def _parse_weights(pairs):
+    try:
+        return {term.strip(): float(value) for term, value in (pair.split("=") for pair in pairs)}
+    except ValueError:
+        return None
+
+
+flags.register_validator(
+    "generator_loss_weights",
+    lambda pairs: (weights := _parse_weights(pairs)) is not None and set(weights) <= set(objectives.TERMS)
+    and all(value >= 0 for value in weights.values()) and any(weights.values()),
+    message=f"--generator_loss_weights must be TERM=WEIGHT pairs with weights >= 0, not all 0, over the terms "
+            f"{', '.join(objectives.TERMS)}; e.g. adversarial=1,batchnorm=0.1")
 
 
 def _load_teacher(model_dir, has_data):
@@ -74,6 +97,20 @@ def _load_teacher(model_dir, has_data):
                                                         "normalized inputs")
             train_teacher.train_and_save(model_dir)
     return common.load_teacher(path)
+
+
+def _load_fixed_generator(image_shape):
+    from dfad_tf import model_files
+
+    try:
+        generator = model_files.load_model(FLAGS.fixed_generator)
+    except model_files.ModelFileError as error:
+        raise common.FlagError("fixed_generator", str(error)) from error
+    if tuple(generator.output_shape[1:]) != image_shape:
+        raise common.FlagError("fixed_generator", f"makes images of shape {tuple(generator.output_shape[1:])} but "
+                                                  f"the teacher takes {image_shape}")
+    generator.trainable = False
+    return generator
 
 
 def _check_teacher(teacher, spec):
@@ -95,7 +132,8 @@ def configuration():
     names = ["dataset", "teacher", "teacher_input", "teacher_input_mean", "teacher_input_std", "student",
              "student_width", "generator", "generator_width", "latent_dim", "batch_size",
              "imitation_steps", "iterations_per_epoch", "epochs", "student_lr", "student_momentum",
-             "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss", "seed"]
+             "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss",
+             "generator_loss_weights", "fixed_generator", "seed"]
     return {name: FLAGS[name].value for name in names}
 
 
@@ -115,18 +153,25 @@ def _build_distiller(model_dir, spec, input_map):
                                           width=FLAGS.student_width)
     except ValueError as error:  # e.g. a MobileNet on images smaller than 32x32
         raise common.FlagError("student", f"cannot build {FLAGS.student} for inputs {image_shape}: {error}") from error
-    generator = conventions.adapt_generator(
-        models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width),
-        *input_map)
+    if FLAGS.fixed_generator:
+        generator = _load_fixed_generator(image_shape)
+    else:
+        generator = conventions.adapt_generator(
+            models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width),
+            *input_map)
     distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=FLAGS.imitation_steps,
                                   seed=FLAGS.seed)
-    distiller.compile(
-        *optimizers.paper_optimizers(
-            FLAGS.student_lr, FLAGS.generator_lr, weight_decay=FLAGS.student_weight_decay,
-            momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
-            decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
-            imitation_steps=FLAGS.imitation_steps),
-        loss=FLAGS.loss, metrics=["accuracy"] if spec is not None else None)
+    try:
+        distiller.compile(
+            *optimizers.paper_optimizers(
+                FLAGS.student_lr, FLAGS.generator_lr, weight_decay=FLAGS.student_weight_decay,
+                momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
+                decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
+                imitation_steps=FLAGS.imitation_steps),
+            loss=FLAGS.loss, metrics=["accuracy"] if spec is not None else None,
+            generator_loss_weights=_parse_weights(FLAGS.generator_loss_weights))
+    except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
+        raise common.FlagError("generator_loss_weights", str(error)) from error
     return distiller
 
 

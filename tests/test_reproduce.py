@@ -1,0 +1,102 @@
+"""The reproduce runner end to end on a tiny configuration, its resume, its bad input, and the KD baseline."""
+
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from dfad_tf import baselines, models
+from dfad_tf.cli import reproduce
+from tests.test_cli import TINY, one_line_error, run_binary
+
+
+def test_kd_without_labels_learns_from_the_teacher_alone(digits_teacher, digits_arrays):
+    teacher = keras.saving.load_model(digits_teacher)
+    images, labels = digits_arrays
+    student = models.build_classifier("lenet5_half", (32, 32, 1), 10)
+    history = baselines.knowledge_distillation(teacher, student, images[:256], None, validation_data=digits_arrays,
+                                               epochs=1, steps_per_epoch=60, batch_size=64, learning_rate=0.05)
+    assert history.history["val_accuracy"][-1] > 0.5  # chance is 0.1; labels were never given
+
+
+def test_runner_table_end_to_end_then_resumes_skipping_finished_cells(tmp_path, digits_teacher, capsys):
+    args = [f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", "--seeds=2", *TINY,
+            "--methods=teacher,kd_ori,kd_unr,random,dafl,dfad"]
+    assert run_binary(reproduce, *args) == 0
+    table = (tmp_path / "table.md").read_text()
+    rows = list(csv.DictReader(open(tmp_path / "table.csv")))
+    assert [(row["method"], row["seed"]) for row in rows] == [("teacher", "0")] + [
+        (method, str(seed)) for method in ("kd_ori", "kd_unr", "random", "dafl", "dfad") for seed in (0, 1)]
+    for row in rows:
+        cell = json.loads((tmp_path / "table" / row["method"] / f"seed_{row['seed']}" / "cell.json").read_text())
+        assert float(row["best_accuracy"]) == pytest.approx(max(cell["val_accuracy"]), abs=1e-4)
+        assert len(cell["val_accuracy"]) == (1 if row["method"] == "teacher" else 2)
+    best = {row["method"]: [float(r["best_accuracy"]) for r in rows if r["method"] == row["method"]] for row in rows}
+    assert f"| dfad | {np.mean(best['dfad']):.3f} +- {np.std(best['dfad']):.3f} | 2 |" in table
+    assert best["teacher"][0] > 0.9
+
+    # A partly finished runner: one cell lost its record; only that cell runs again.
+    os.remove(tmp_path / "table" / "dafl" / "seed_1" / "cell.json")
+    finished = {path: os.path.getmtime(path) for path in tmp_path.glob("table/*/seed_*/cell.json")}
+    capsys.readouterr()
+    assert run_binary(reproduce, *args) == 0
+    out = capsys.readouterr().out
+    assert out.count("Skipping") == 10 and "Running dafl, seed 1" in out
+    assert all(os.path.getmtime(path) == mtime for path, mtime in finished.items())
+    assert (tmp_path / "table" / "dafl" / "seed_1" / "cell.json").exists()
+
+
+def test_loss_study_plots_every_discrepancy(tmp_path, digits_teacher):
+    assert run_binary(reproduce, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", "--seeds=1", *TINY,
+                      "--study=loss", "--epochs=1") == 0
+    assert {row["method"] for row in csv.DictReader(open(tmp_path / "loss.csv"))} == {"mae", "mse", "kld", "mse+mae"}
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fixed_generator_study_reuses_the_dfad_run_and_freezes_its_generator(tmp_path, digits_teacher):
+    assert run_binary(reproduce, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", "--seeds=1", *TINY,
+                      "--study=fixed_generator", "--epochs=1") == 0
+    dfad_generator = keras.saving.load_model(tmp_path / "table" / "dfad" / "seed_0" / "generator.keras")
+    fixed_generator = keras.saving.load_model(tmp_path / "fixed_generator" / "fixed_generator" / "seed_0" /
+                                              "generator.keras")
+    for a, b in zip(dfad_generator.weights, fixed_generator.weights):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
+    history = list(csv.DictReader(open(tmp_path / "fixed_generator" / "fixed_generator" / "seed_0" / "history.csv")))
+    assert float(history[0]["loss_G"]) == 0.0  # no generation stage
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--methods=dfad,gan"], "methods"),
+    (["--seeds=0"], "seeds"),
+    (["--study=speed"], "study"),
+    (["--batch_sizes=64,0"], "batch_sizes"),
+    (["--generator_loss_weights=adversarial=1,color=2"], "generator_loss_weights"),
+])
+def test_bad_flag_values_name_the_flag(tmp_path, args, flag):
+    from absl import flags
+
+    with pytest.raises(flags.IllegalFlagValueError, match=f"--{flag}"):
+        run_binary(reproduce, f"--model_dir={tmp_path}", *args)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--dataset=cifar10", "--data_dir: --dataset=cifar10: cannot load split 'test'"),
+    ("--methods=dfad_bn", "--generator_loss_weights: the batchnorm term needs a teacher with BatchNormalization"),
+    ("--related_data=svhn", "--related_data: unknown data 'svhn'"),
+])
+def test_bad_input_is_one_line(tmp_path, digits_teacher, capsys, monkeypatch, flag, message):
+    import tensorflow_datasets as tfds
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    methods = ["--methods=kd_rel"] if flag.startswith("--related") else []
+    code = run_binary(reproduce, f"--model_dir={tmp_path / 'out'}", f"--teacher={digits_teacher}", *TINY, *methods,
+                      flag)
+    assert code != 0
+    assert message in one_line_error(capsys)
