@@ -1,0 +1,62 @@
+"""Every flagfile parses for its binary and says what the paper's Table 7 says."""
+
+import glob
+import os
+
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from dfad_tf import data
+from dfad_tf.cli import common, distill  # noqa: F401 (defines the flags)
+
+FLAGS = flags.FLAGS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# dataset: teacher, student, generator, batch size, student lr, weight decay (paper Table 7), epochs, decay epochs
+TABLE_7 = {
+    "mnist": ("lenet5", "lenet5_half", "generator_a", 512, 0.01, 0.0, 40, []),
+    "cifar10": ("resnet34_8x", "resnet18_8x", "generator_a", 256, 0.1, 5e-4, 500, ["100", "200"]),
+    "cifar100": ("resnet34_8x", "resnet18_8x", "generator_a", 256, 0.1, 5e-4, 500, ["100", "200"]),
+    "caltech101": ("resnet34", "resnet18", "generator_b", 64, 0.05, 5e-4, 300, ["100", "200"]),
+}
+
+
+def parse(path):
+    FLAGS.unparse_flags()
+    FLAGS(["prog", f"--flagfile={path}"])
+    return {name: FLAGS[name].value for name in FLAGS}
+
+
+@pytest.mark.parametrize("dataset", sorted(TABLE_7))
+def test_paper_flagfiles_match_table_7(dataset, monkeypatch):
+    monkeypatch.chdir(ROOT)  # flagfiles include their teacher flagfile by a path relative to the repository
+    with flagsaver.flagsaver():
+        values = parse(f"flags/{dataset}.cfg")
+    teacher, student, generator, batch, lr, weight_decay, epochs, decay = TABLE_7[dataset]
+    assert (values["dataset"], values["teacher_model"], values["student"], values["generator"]) == (
+        dataset, teacher, student, generator)
+    assert (values["batch_size"], values["student_lr"], values["student_weight_decay"]) == (batch, lr, weight_decay)
+    assert (values["generator_lr"], values["imitation_steps"], values["iterations_per_epoch"]) == (1e-3, 5, 50)
+    assert (values["epochs"], values["lr_decay_epochs"], values["loss"]) == (epochs, decay, "mae")
+    header = open(f"{ROOT}/flags/{dataset}.cfg").read()
+    assert "Paper result (Table 2)" in header and f"--flagfile=flags/{dataset}.cfg" in header
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(f"{ROOT}/flags/teacher_*.cfg")))
+def test_teacher_flagfiles_only_use_train_teacher_flags(path):
+    names = {line.strip().split("=")[0].lstrip("-").removeprefix("no") for line in open(path)
+             if line.startswith("--")}
+    train_teacher_flags = {flag.name for flag in FLAGS.get_flags_for_module(common)}
+    assert names <= train_teacher_flags
+    with flagsaver.flagsaver():
+        values = parse(path)
+    assert values["dataset"] in data.SOURCES
+    assert data.spec(values["dataset"]).image_shape  # a known dataset
+
+
+def test_every_flagfile_parses(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with flagsaver.flagsaver():
+        for path in sorted(glob.glob("flags/*.cfg")):
+            parse(path)
