@@ -181,8 +181,8 @@ class DataFreeDistiller(keras.Model):
         self.student_loss_tracker.update_state(_global_mean(student_loss))
         self.generator_loss_tracker.update_state(_global_mean(generator_loss))
         self.iteration.assign_add(1)
-        return {"loss_S": self.student_loss_tracker.result(),
-                "loss_G": self.generator_loss_tracker.result()}
+        return self._across_workers({"loss_S": self.student_loss_tracker.result(),
+                                     "loss_G": self.generator_loss_tracker.result()})
 
     def _imitation_step(self, noise):
         return imitation_step(self.teacher, self.student, self.generator, noise, self.discrepancy,
@@ -204,7 +204,28 @@ class DataFreeDistiller(keras.Model):
         self.student_loss_tracker.update_state(_global_mean(self.discrepancy(teacher_outputs, student_outputs)))
         logs = self.compute_metrics(images, labels, student_outputs)
         # Neither Keras's own (unused) "loss" nor loss_G means anything on real data.
-        return {name: value for name, value in logs.items() if name not in ("loss", "loss_G")}
+        return self._across_workers({name: value for name, value in logs.items()
+                                     if name not in ("loss", "loss_G")})
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: the three models are built.
+
+        Keras's version averages a batch of the data over the replicas, which
+        fails across the workers of a multi-worker strategy (the same
+        incompatibility as tensorflow/tensorflow#72388).
+        """
+
+    def _across_workers(self, logs):
+        """`logs` in the shape Keras can average over the workers of a multi-worker strategy.
+
+        Keras 3 averages each value over the workers along axis 0, which fails
+        on scalars (tensorflow/tensorflow#72388): there, each gets an axis of
+        length 1, which the average removes.
+        """
+        strategy = self.distribute_strategy
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and _tasks(strategy) > 1:
+            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
 
 def imitation_step(teacher, student, generator, noise, discrepancy, optimizer):
@@ -255,6 +276,12 @@ def _apply_gradients(optimizer, tape, loss, variables):
         with tape:  # resumes recording: the scaled loss is what is differentiated
             loss = optimizer.scale_loss(loss)
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+
+def _tasks(strategy):
+    """Number of training processes (chief and workers) in a multi-worker strategy's cluster."""
+    jobs = strategy.cluster_resolver.cluster_spec().as_dict()
+    return sum(len(jobs.get(job, ())) for job in ("chief", "worker"))
 
 
 def _global_mean(replica_share):
