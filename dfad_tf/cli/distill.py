@@ -223,6 +223,7 @@ def _metrics(model_dir, distiller, student, best, history, seconds, test_data):
         "selection": {"monitor": record["monitor"], "value": record["value"], "epoch": record["epoch"]},
         "this_run": {"seconds": round(seconds, 1), "epochs_run": len(history.epoch),
                      "iterations_per_second": round(iterations / seconds, 3),
+                     "total_iterations": int(distiller.iteration.numpy()),  # including those before a resume
                      "replaced_student": best.improved},
         "notes": {
             "student_accuracy": "held-out accuracy of the exported student (student.keras) itself",
