@@ -12,7 +12,7 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from dfad_tf import export, models
+from dfad_tf import export, models, precision
 from dfad_tf.cli import common, distill, evaluate, train_teacher
 from dfad_tf.cli import export as export_binary
 from dfad_tf.cli import inspect as inspect_binary
@@ -331,3 +331,16 @@ def test_global_batch_must_split_evenly_across_replicas(tmp_path, capsys, monkey
     assert one_line_error(capsys).endswith("--batch_size: 16 does not split evenly across the 3 replicas of "
                                            "--strategy=default; use a multiple of 3")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(precision.unsupported("mixed_bfloat16") is not None, reason="no bfloat16 instructions here")
+def test_mixed_bfloat16_run_saves_and_exports_float32_models(tmp_path, digits_teacher, digits_arrays):
+    assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}",
+                      "--mixed_precision=mixed_bfloat16", "--export=float32", *TINY) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored for whatever runs next
+    for name in ("student.keras", "generator.keras"):
+        model = keras.saving.load_model(tmp_path / name)
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}, name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["mixed_precision"] == "mixed_bfloat16"
+    assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"])

@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -159,3 +161,41 @@ def test_backup_and_restore_resumes_models_and_both_optimizers(tmp_path):
     assert check.checked and history.epoch == [2, 3]
     assert int(resumed.student_optimizer.iterations) == 4 * 2 * 2
     assert int(resumed.generator_optimizer.iterations) == 4 * 2
+
+
+def test_mixed_float16_scales_the_loss_of_both_optimizers():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        distiller = tiny_distiller(imitation_steps=1)
+        history = distiller.fit(batch_size=4, steps_per_epoch=2, epochs=1, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for optimizer in (distiller.student_optimizer, distiller.generator_optimizer):
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert distiller.generator(np.zeros((1, LATENT)), training=False).dtype == "float16"
+    assert int(distiller.student_optimizer.iterations) == 2 and int(distiller.generator_optimizer.iterations) == 2
+    assert np.isfinite(history.history["loss_S"]).all()
+
+
+def test_resumed_fit_continues_the_noise_stream(tmp_path):
+    from dfad_tf.callbacks import TrainingBackup
+
+    seen = []
+
+    class Noise(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            seen.append(int(self.model.iteration.numpy()))
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("killed")
+
+    backup = TrainingBackup(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="killed"):
+        tiny_distiller().fit(batch_size=4, steps_per_epoch=2, epochs=3, verbose=0, callbacks=[Noise(), backup, Kill()])
+    resumed = tiny_distiller()
+    history = resumed.fit(batch_size=4, steps_per_epoch=2, epochs=3, verbose=0,
+                          callbacks=[Noise(), TrainingBackup(str(tmp_path / "backup"))])
+    # Epoch 1 drew the noise of iterations 0 and 1; the resumed run starts at epoch 2, iteration 2.
+    assert seen == [0, 2, 4] and history.epoch == [1, 2]
+    assert int(resumed.iteration.numpy()) == 6 and not os.path.exists(tmp_path / "backup")
