@@ -311,7 +311,9 @@ GOOD_CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
     (["--strategy=multi_worker"], GOOD_CLUSTER, r"--teacher: a multi-worker run needs a trained teacher file"),
     (["--mixed_precision=mixed_float16"], None, r"--mixed_precision: mixed_float16 needs GPUs of compute "
                                                 r"capability 7\.0 or more, found none"),
-], ids=["tf-config-not-json", "tf-config-bad-task", "no-tf-config", "multi-worker-untrained-teacher", "float16-cpu"])
+    (["--strategy=tpu"], None, r"--strategy: tpu: no TPU could be reached \("),
+], ids=["tf-config-not-json", "tf-config-bad-task", "no-tf-config", "multi-worker-untrained-teacher", "float16-cpu",
+        "no-tpu"])
 def test_bad_distribution_input_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, args, tf_config, expected):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     if tf_config is not None:
