@@ -27,11 +27,11 @@ class DataFreeDistiller(keras.Model):
     alone, with `i` counted by the `iteration` variable, which is saved with
     the weights: a run restored from a backup continues the noise stream where
     it stopped. Under a `tf.distribute` strategy each replica takes its own
-    rows of that global batch, and the losses are averages over the global
-    batch (a run on R replicas takes the same steps as one replica would at the same
-    global batch, up to the BatchNorm statistics, see
-    `models.build_generator(synchronized_batchnorm=...)`). Under the
-    `mixed_float16` policy both optimizers scale their loss.
+    rows of that global batch and the losses are averages over the global
+    batch, so R replicas take the steps one device would take at the same
+    global batch (with the generator's BatchNorm synchronized, see
+    `models.build_generator`). Under the `mixed_float16` policy both
+    optimizers scale their loss.
     `evaluate()` and `validation_data` take real labelled images and measure
     the student. Calling the distiller calls the student.
 

@@ -130,8 +130,15 @@ def test_teacher_is_frozen():
     assert not any(v.path.startswith(distiller.teacher.name) for v in distiller.trainable_variables)
 
 
-def test_backup_and_restore_resumes_models_and_both_optimizers(tmp_path):
+def test_training_backup_resumes_models_both_optimizers_and_the_noise_stream(tmp_path):
+    from dfad_tf.callbacks import TrainingBackup
+
     backup = str(tmp_path / "backup")
+    first_iterations = []
+
+    class Noise(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):  # the iteration that keys the epoch's first noise
+            first_iterations.append(int(self.model.iteration.numpy()))
 
     class StopAfter(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -144,10 +151,10 @@ def test_backup_and_restore_resumes_models_and_both_optimizers(tmp_path):
     stop = StopAfter()
     with pytest.raises(RuntimeError, match="killed"):
         interrupted.fit(batch_size=4, steps_per_epoch=2, epochs=4, verbose=0,
-                        callbacks=[keras.callbacks.BackupAndRestore(backup), stop])
+                        callbacks=[Noise(), TrainingBackup(backup), stop])
 
     class Check(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):  # runs after BackupAndRestore restored the state
+        def on_train_begin(self, logs=None):  # runs after TrainingBackup restored the state
             for saved, variable in zip(stop.weights, self.model.weights):
                 np.testing.assert_array_equal(saved, np.array(variable))
             for saved, variable in zip(stop.optimizer_weights, self.model.generator_optimizer.variables):
@@ -157,10 +164,14 @@ def test_backup_and_restore_resumes_models_and_both_optimizers(tmp_path):
     resumed = tiny_distiller(imitation_steps=2)
     check = Check()
     history = resumed.fit(batch_size=4, steps_per_epoch=2, epochs=4, verbose=0,
-                          callbacks=[keras.callbacks.BackupAndRestore(backup), check])
+                          callbacks=[Noise(), TrainingBackup(backup), check])
     assert check.checked and history.epoch == [2, 3]
+    # Epochs 0 and 1 drew the noise of iterations 0 to 3; the resumed run goes on from iteration 4.
+    assert first_iterations == [0, 2, 4, 6]
+    assert int(resumed.iteration.numpy()) == 4 * 2
     assert int(resumed.student_optimizer.iterations) == 4 * 2 * 2
     assert int(resumed.generator_optimizer.iterations) == 4 * 2
+    assert not os.path.exists(backup)  # removed once the run completed
 
 
 def test_mixed_float16_scales_the_loss_of_both_optimizers():
@@ -175,27 +186,3 @@ def test_mixed_float16_scales_the_loss_of_both_optimizers():
     assert distiller.generator(np.zeros((1, LATENT)), training=False).dtype == "float16"
     assert int(distiller.student_optimizer.iterations) == 2 and int(distiller.generator_optimizer.iterations) == 2
     assert np.isfinite(history.history["loss_S"]).all()
-
-
-def test_resumed_fit_continues_the_noise_stream(tmp_path):
-    from dfad_tf.callbacks import TrainingBackup
-
-    seen = []
-
-    class Noise(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            seen.append(int(self.model.iteration.numpy()))
-
-    class Kill(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            raise RuntimeError("killed")
-
-    backup = TrainingBackup(str(tmp_path / "backup"))
-    with pytest.raises(RuntimeError, match="killed"):
-        tiny_distiller().fit(batch_size=4, steps_per_epoch=2, epochs=3, verbose=0, callbacks=[Noise(), backup, Kill()])
-    resumed = tiny_distiller()
-    history = resumed.fit(batch_size=4, steps_per_epoch=2, epochs=3, verbose=0,
-                          callbacks=[Noise(), TrainingBackup(str(tmp_path / "backup"))])
-    # Epoch 1 drew the noise of iterations 0 and 1; the resumed run starts at epoch 2, iteration 2.
-    assert seen == [0, 2, 4] and history.epoch == [1, 2]
-    assert int(resumed.iteration.numpy()) == 6 and not os.path.exists(tmp_path / "backup")
