@@ -300,7 +300,8 @@ def test_real_program_reports_bad_input_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("distill.py: error: --teacher: ")
 
 
-GOOD_CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}})
+GOOD_CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                           "task": {"type": "worker", "index": 0}})
 
 
 @pytest.mark.parametrize("args, tf_config, expected", [

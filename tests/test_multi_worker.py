@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from dfad_tf.cli import distill
 from dfad_tf.distiller import DataFreeDistiller
 
 from test_cli import TINY, run_binary
@@ -51,8 +52,8 @@ def test_two_workers_train_in_step_match_one_process_and_only_the_chief_writes(t
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         workers.append(subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(tmp_path / f"weights{index}.npy"), f"--model_dir={tmp_path / f'run{index}'}",
-             f"--teacher={digits_teacher}", "--strategy=multi_worker", *FLAGS],
+            [sys.executable, "-c", WORKER, str(tmp_path / f"weights{index}.npy"),
+             f"--model_dir={tmp_path / f'run{index}'}", f"--teacher={digits_teacher}", "--strategy=multi_worker", *FLAGS],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [worker.communicate(timeout=300) for worker in workers]
     for worker, (_, stderr) in zip(workers, outputs):
@@ -80,7 +81,7 @@ def test_two_workers_train_in_step_match_one_process_and_only_the_chief_writes(t
 
     monkeypatch.setattr(DataFreeDistiller, "fit", fit_and_keep_weights)
     single_dir = tmp_path / "single"
-    assert run_binary(__import__("dfad_tf.cli.distill", fromlist=["main"]), f"--model_dir={single_dir}",
+    assert run_binary(distill, f"--model_dir={single_dir}",
                       f"--teacher={digits_teacher}", "--strategy=default", *FLAGS) == 0
     # Two workers sum float32 gradients in another order, which 4 adversarial iterations amplify (see
     # test_distribute): measured 2.5e-4 of the distance training moved the weights.
