@@ -117,14 +117,19 @@ class BestStudentCheckpoint(keras.callbacks.Callback):
             `filepath` with `.json` instead of `.keras`).
         extra_record: dict stored in the record with each save (the run's
             configuration, say).
+        generator_path: where to save the generator of the same epoch
+            (`.keras`; None for not at all). Saved with the student, a killed
+            and resumed run always has the generator of its best student.
 
     Example:
     >>> BestStudentCheckpoint("runs/x/student.keras", monitor="val_accuracy")
     """
 
-    def __init__(self, filepath, monitor="val_accuracy", record_path=None, extra_record=None):
+    def __init__(self, filepath, monitor="val_accuracy", record_path=None, extra_record=None,
+                 generator_path=None):
         super().__init__()
         self.filepath = filepath
+        self.generator_path = generator_path
         self.monitor = monitor
         self.record_path = record_path or os.path.splitext(filepath)[0] + ".json"
         self.extra_record = extra_record or {}
@@ -153,6 +158,10 @@ class BestStudentCheckpoint(keras.callbacks.Callback):
             self.improved = True
             with fileio.atomic_path(self.filepath) as tmp:
                 precision.float32_copy(self.model.student).save(tmp)
+            if self.generator_path:
+                with fileio.atomic_path(self.generator_path) as tmp:
+                    precision.float32_copy(self.model.generator).save(tmp)
+            # The record last: killed before it, the files on disk are at least as good as it says.
             fileio.write_json(self.record_path, {
                 **self.extra_record, "monitor": self.monitor, "value": self.best, "epoch": epoch + 1,
             })

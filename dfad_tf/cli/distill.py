@@ -272,7 +272,8 @@ def main(argv):
 
     student_path = os.path.join(model_dir, "student.keras")
     best = callbacks.BestStudentCheckpoint(student_path, monitor="val_accuracy" if has_data else "gen_agreement",
-                                           extra_record={"config": configuration()})
+                                           extra_record={"config": configuration()},
+                                           generator_path=os.path.join(model_dir, "generator.keras"))
     started = time.time()
     history = distiller.fit(batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch,
                             epochs=FLAGS.epochs, validation_data=test_data,
@@ -281,11 +282,8 @@ def main(argv):
     if not writes_files:
         print(f"Worker finished {int(distiller.iteration.numpy())} iterations; the chief writes the results")
         return
-    keras.mixed_precision.set_global_policy("float32")  # what is saved and exported computes in float32
-    if best.improved:
-        with fileio.atomic_path(os.path.join(model_dir, "generator.keras")) as tmp:
-            precision.float32_copy(distiller.generator).save(tmp)
-    else:
+    keras.mixed_precision.set_global_policy("float32")  # what is exported computes in float32
+    if not best.improved:
         logging.warning("this run did not beat the student already in %s (%s %.4f); kept it",
                         model_dir, best.monitor, best.best)
 
