@@ -14,8 +14,9 @@ Example:
 
 __version__ = "0.1.0"
 
-from dfad_tf import callbacks, data, evaluation, export, losses, model_files, models, optimizers, teacher
+from dfad_tf import (callbacks, data, distribute, evaluation, export, losses, model_files, models, optimizers,
+                     precision, teacher)
 from dfad_tf.distiller import DataFreeDistiller
 
-__all__ = ["DataFreeDistiller", "callbacks", "data", "evaluation", "export", "losses", "model_files", "models",
-           "optimizers", "teacher"]
+__all__ = ["DataFreeDistiller", "callbacks", "data", "distribute", "evaluation", "export", "losses", "model_files",
+           "models", "optimizers", "precision", "teacher"]

@@ -1,12 +1,13 @@
 """Callbacks for the side jobs of a DFAD run: pictures, data-free model selection, the best student."""
 
 import os
+import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from dfad_tf import fileio
+from dfad_tf import fileio, precision
 
 
 def _fixed_latents(num, latent_dim, seed):
@@ -116,14 +117,19 @@ class BestStudentCheckpoint(keras.callbacks.Callback):
             `filepath` with `.json` instead of `.keras`).
         extra_record: dict stored in the record with each save (the run's
             configuration, say).
+        generator_path: where to save the generator of the same epoch
+            (`.keras`; None for not at all). Saved with the student, a killed
+            and resumed run always has the generator of its best student.
 
     Example:
     >>> BestStudentCheckpoint("runs/x/student.keras", monitor="val_accuracy")
     """
 
-    def __init__(self, filepath, monitor="val_accuracy", record_path=None, extra_record=None):
+    def __init__(self, filepath, monitor="val_accuracy", record_path=None, extra_record=None,
+                 generator_path=None):
         super().__init__()
         self.filepath = filepath
+        self.generator_path = generator_path
         self.monitor = monitor
         self.record_path = record_path or os.path.splitext(filepath)[0] + ".json"
         self.extra_record = extra_record or {}
@@ -151,7 +157,64 @@ class BestStudentCheckpoint(keras.callbacks.Callback):
             self.best = float(value)
             self.improved = True
             with fileio.atomic_path(self.filepath) as tmp:
-                self.model.student.save(tmp)
+                precision.float32_copy(self.model.student).save(tmp)
+            if self.generator_path:
+                with fileio.atomic_path(self.generator_path) as tmp:
+                    precision.float32_copy(self.model.generator).save(tmp)
+            # The record last: killed before it, the files on disk are at least as good as it says.
             fileio.write_json(self.record_path, {
                 **self.extra_record, "monitor": self.monitor, "value": self.best, "epoch": epoch + 1,
             })
+
+
+class TrainingBackup(keras.callbacks.Callback):
+    """Backs up the whole training state after each epoch; `fit` resumes from it.
+
+    Like `keras.callbacks.BackupAndRestore`, but safe against a kill at any
+    moment: the state is one weights file (student, generator, both
+    optimizers with their schedules' step counts, and the distiller's
+    `iteration`, which keys the latent noise) renamed into place, so a restart
+    finds the previous or the new backup, never a torn one, and the epoch to
+    resume from is derived from `iteration` in the same file. In a
+    multi-worker run every worker restores the backup but only the one that
+    writes files saves it. Put it last among the callbacks, so that an epoch
+    counts as done only after the other callbacks have finished with it.
+
+    Args:
+        backup_dir: directory of the backup; removed when `fit` completes.
+        write: whether this process saves the backup (False on non-chief
+            workers, which only read it).
+
+    Example:
+    >>> distiller.fit(batch_size=256, epochs=40, callbacks=[..., TrainingBackup("runs/x/backup")])
+    """
+
+    def __init__(self, backup_dir, write=True):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self.path = os.path.join(backup_dir, "state.weights.h5")
+        self.write = write
+
+    @property
+    def exists(self):
+        """Whether there is a backup to resume from."""
+        return os.path.exists(self.path)
+
+    def on_train_begin(self, logs=None):
+        if not self.exists:
+            return
+        self.model.load_weights(self.path)
+        iterations, steps = int(self.model.iteration.numpy()), self.params["steps"]
+        if iterations % steps:
+            raise ValueError(f"{self.path} holds {iterations} iterations, not whole epochs of {steps}: "
+                             "resume with the --iterations_per_epoch of the interrupted run")
+        self.model._initial_epoch = iterations // steps  # as BackupAndRestore does: Keras has no public hook
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.write:
+            with fileio.atomic_path(self.path) as tmp:
+                self.model.save_weights(tmp)
+
+    def on_train_end(self, logs=None):
+        if self.write and os.path.isdir(self.backup_dir):
+            shutil.rmtree(self.backup_dir)

@@ -27,10 +27,18 @@ class DataFreeDistiller(keras.Model):
     generator with `trainable=False` is never updated (a "fixed generator"
     run: the student learns from an already trained generator's images).
 
-    The training data is latent noise, not images: `fit()` without `x` draws it
-    from `latent_noise()`, reproducibly from `seed`. `evaluate()` and
-    `validation_data` take real labelled images and measure the student.
-    Calling the distiller calls the student.
+    The training data is latent noise, not images: iteration `i` draws its
+    global batch from `latent_noise(batch_size, i)`, keyed on `(seed, i)`
+    alone, with `i` counted by the `iteration` variable, which is saved with
+    the weights: a run restored from a backup continues the noise stream where
+    it stopped. Under a `tf.distribute` strategy each replica takes its own
+    rows of that global batch and the losses are averages over the global
+    batch, so R replicas take the steps one device would take at the same
+    global batch (with the generator's BatchNorm synchronized, see
+    `models.build_generator`). Under the `mixed_float16` policy both
+    optimizers scale their loss.
+    `evaluate()` and `validation_data` take real labelled images and measure
+    the student. Calling the distiller calls the student.
 
     Args:
         teacher: trained `keras.Model`; frozen by the constructor.
@@ -79,6 +87,8 @@ class DataFreeDistiller(keras.Model):
         self.imitation_steps = imitation_steps
         self.seed = int(seed)
         self.latent_dim = generator.input_shape[-1]
+        self.iteration = keras.Variable(0, dtype="int64", trainable=False, name="iteration",
+                                        aggregation="only_first_replica")
         self.student_loss_tracker = keras.metrics.Mean(name="loss_S")
         self.generator_loss_tracker = keras.metrics.Mean(name="loss_G")
         self.built = True  # all its state lives in the three (built) models
@@ -101,6 +111,11 @@ class DataFreeDistiller(keras.Model):
                 default `{"adversarial": 1.0}`, the paper's DFAD.
             **kwargs: passed to `keras.Model.compile` (e.g. `steps_per_execution`).
         """
+        if self.dtype_policy.name == "mixed_float16":  # float16 gradients underflow unless the loss is scaled
+            student_optimizer, generator_optimizer = (
+                optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+                else keras.optimizers.LossScaleOptimizer(optimizer)
+                for optimizer in (student_optimizer, generator_optimizer))
         super().compile(optimizer=student_optimizer, metrics=metrics, **kwargs)
         self.generator_optimizer = generator_optimizer
         self.discrepancy = losses.get(loss)
@@ -125,51 +140,60 @@ class DataFreeDistiller(keras.Model):
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
 
-    def latent_noise(self, batch_size):
-        """An endless dataset of latent noise, one element per DFAD iteration.
+    def latent_noise(self, batch_size, iteration):
+        """The latent noise of one DFAD iteration's global batch.
 
-        Each element has shape `(batch_size, imitation_steps + 1, latent_dim)`:
-        one standard normal batch per imitation step and one for the generation
-        step. Element `i` depends only on `(seed, i)`, so runs are reproducible,
-        and a `tf.distribute` strategy gives each replica its own slice.
+        Shaped `(batch_size, imitation_steps + 1, latent_dim)`: one standard
+        normal batch per imitation step and one for the generation step. It
+        depends only on `(seed, iteration, batch_size)`, so runs are
+        reproducible on any number of replicas.
 
         Args:
             batch_size: global batch size of generated images per step.
+            iteration: index of the DFAD iteration (an integer or int64 tensor).
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         shape = (batch_size, self.imitation_steps + 1, self.latent_dim)
-        seed = self.seed
-        return tf.data.Dataset.counter().map(
-            lambda i: tf.random.stateless_normal(shape, seed=tf.stack([tf.cast(seed, tf.int64), i]))
-        ).prefetch(tf.data.AUTOTUNE)
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(iteration, tf.int64)])
+        return tf.random.stateless_normal(shape, seed=seed)
 
-    def fit(self, x=None, batch_size=None, steps_per_epoch=50, **kwargs):
-        """Runs DFAD; `x` defaults to `latent_noise(batch_size)`.
+    def fit(self, batch_size=None, steps_per_epoch=50, **kwargs):
+        """Runs DFAD iterations on latent noise drawn by the distiller itself.
 
         Args:
-            x: a dataset of latent noise as made by `latent_noise()`; when
-                `None`, `batch_size` sets the generated batch size.
-            batch_size: generated images per step (required when `x` is None).
+            batch_size: global batch: generated images per step, split evenly
+                across the replicas of the distiller's strategy.
             steps_per_epoch: DFAD iterations per epoch (50 in the paper).
             **kwargs: passed to `keras.Model.fit` (`epochs`, `callbacks`,
-                `validation_data`, ...).
+                `validation_data`, ...), except `x` and `y`: there is no
+                training data.
         """
-        if x is None:
-            if batch_size is None:
-                raise ValueError("fit() needs batch_size when x is not given")
-            x, batch_size = self.latent_noise(batch_size), None
-        kwargs.setdefault("shuffle", False)  # noise needs none, and Keras warns for datasets
-        return super().fit(x, batch_size=batch_size, steps_per_epoch=steps_per_epoch, **kwargs)
+        if "x" in kwargs or "y" in kwargs:
+            raise ValueError("fit() draws its own latent noise: pass batch_size, not x or y")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"fit() needs a positive integer batch_size, got {batch_size!r}")
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if batch_size % replicas:
+            raise ValueError(f"batch_size {batch_size} does not split evenly across {replicas} replicas")
+        # The data is the row numbers of the global batch: the strategy hands
+        # each replica its own rows, and train_step draws the noise for them.
+        rows = tf.data.Dataset.from_tensors(tf.range(batch_size)).repeat()
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        kwargs.setdefault("shuffle", False)  # Keras warns for datasets
+        return super().fit(rows.with_options(options), steps_per_epoch=steps_per_epoch, **kwargs)
 
-    def train_step(self, noise):
+    def train_step(self, rows):
+        """One DFAD iteration on this replica's `rows` of the global batch."""
+        batch_size = tf.shape(rows)[0] * self.distribute_strategy.num_replicas_in_sync
+        noise = tf.gather(self.latent_noise(batch_size, self.iteration), rows)
         for step in range(self.imitation_steps):
             student_loss = self._imitation_step(noise[:, step])
-        self.student_loss_tracker.update_state(student_loss)
+        self.student_loss_tracker.update_state(_global_mean(student_loss))
         if self.generator.trainable:
-            self.generator_loss_tracker.update_state(self._generation_step(noise[:, -1]))
-        return {"loss_S": self.student_loss_tracker.result(),
-                "loss_G": self.generator_loss_tracker.result()}
+            self.generator_loss_tracker.update_state(_global_mean(self._generation_step(noise[:, -1])))
+        self.iteration.assign_add(1)
+        return self._across_workers({"loss_S": self.student_loss_tracker.result(),
+                                     "loss_G": self.generator_loss_tracker.result()})
 
     def _imitation_step(self, noise):
         return imitation_step(self.teacher, self.student, self.generator, noise, self.discrepancy,
@@ -188,10 +212,31 @@ class DataFreeDistiller(keras.Model):
         images, labels = data[:2]
         student_outputs = self.student(images, training=False)
         teacher_outputs = self.teacher(images, training=False)
-        self.student_loss_tracker.update_state(self.discrepancy(teacher_outputs, student_outputs))
+        self.student_loss_tracker.update_state(_global_mean(self.discrepancy(teacher_outputs, student_outputs)))
         logs = self.compute_metrics(images, labels, student_outputs)
         # Neither Keras's own (unused) "loss" nor loss_G means anything on real data.
-        return {name: value for name, value in logs.items() if name not in ("loss", "loss_G")}
+        return self._across_workers({name: value for name, value in logs.items()
+                                     if name not in ("loss", "loss_G")})
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: the three models are built.
+
+        Keras's version averages a batch of the data over the replicas, which
+        fails across the workers of a multi-worker strategy (the same
+        incompatibility as tensorflow/tensorflow#72388).
+        """
+
+    def _across_workers(self, logs):
+        """`logs` in the shape Keras can average over the workers of a multi-worker strategy.
+
+        Keras 3 averages each value over the workers along axis 0, which fails
+        on scalars (tensorflow/tensorflow#72388): there, each gets an axis of
+        length 1, which the average removes.
+        """
+        strategy = self.distribute_strategy
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and _tasks(strategy) > 1:
+            return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
 
 def imitation_step(teacher, student, generator, noise, discrepancy, optimizer):
@@ -211,7 +256,7 @@ def imitation_step(teacher, student, generator, noise, discrepancy, optimizer):
         student_outputs = student(images, training=True)
         loss = discrepancy(teacher_outputs, student_outputs)
     variables = student.trainable_variables
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    _apply_gradients(optimizer, tape, loss, variables)
     return loss
 
 
@@ -229,8 +274,32 @@ def generation_step(student, generator, noise, objective, optimizer):
         images = generator(noise, training=True)
         loss = objective(images, student)
     variables = generator.trainable_variables
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    _apply_gradients(optimizer, tape, loss, variables)
     return loss
+
+
+def _apply_gradients(optimizer, tape, loss, variables):
+    """Updates `variables` to lower `loss`, scaled first if the optimizer scales losses (mixed_float16).
+
+    Under a `tf.distribute` strategy a Keras loss is already this replica's
+    share of the global-batch mean (Keras divides it by the number of
+    replicas), and the optimizer sums the replicas' gradients.
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        with tape:  # resumes recording: the scaled loss is what is differentiated
+            loss = optimizer.scale_loss(loss)
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+
+def _tasks(strategy):
+    """Number of training processes (chief and workers) in a multi-worker strategy's cluster."""
+    jobs = strategy.cluster_resolver.cluster_spec().as_dict()
+    return sum(len(jobs.get(job, ())) for job in ("chief", "worker"))
+
+
+def _global_mean(replica_share):
+    """Undoes Keras's division of a loss by the number of replicas, for reporting it."""
+    return replica_share * tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _check_shapes(what, teacher_shape, student_shape):

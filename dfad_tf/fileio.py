@@ -15,7 +15,7 @@ import tempfile
 def atomic_path(path):
     """Yields a temporary path beside `path`; renames it over `path` on success.
 
-    The temporary keeps `path`'s suffix (Keras picks formats by suffix). It is
+    The temporary keeps `path`'s suffixes (Keras picks formats by them). It is
     removed if the body raises.
 
     Example:
@@ -25,8 +25,8 @@ def atomic_path(path):
     path = os.fspath(path)
     directory, base = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    stem, suffix = os.path.splitext(base)
-    handle, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{suffix}", dir=directory)
+    stem, dot, suffixes = base.partition(".")  # every suffix: Keras wants ".weights.h5" whole
+    handle, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{dot}{suffixes}", dir=directory)
     os.close(handle)
     os.remove(tmp)  # writers such as model.save refuse or misbehave on an existing file
     try:

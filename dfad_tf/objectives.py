@@ -22,6 +22,7 @@ Example:
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 TERMS = ("adversarial", "batchnorm", "one_hot", "activation", "balance")
@@ -107,7 +108,11 @@ class GeneratorObjective:
             terms["one_hot"] = one_hot_loss(teacher_outputs)
         if self.weights["balance"]:
             terms["balance"] = balance_loss(teacher_outputs)
-        return sum(self.weights[term] * value for term, value in terms.items())
+        # Like Keras's own losses (the adversarial term), each replica's share is its mean divided by
+        # the number of replicas, so that the gradients summed over replicas are those of the mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return sum(self.weights[term] * (value if term == "adversarial" else value / replicas)
+                   for term, value in terms.items())
 
 
 def batchnorm_statistics_loss(bn_inputs, batchnorms):

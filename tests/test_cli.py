@@ -12,7 +12,7 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from dfad_tf import export, models
+from dfad_tf import export, models, precision
 from dfad_tf.cli import common, distill, evaluate, train_teacher
 from dfad_tf.cli import export as export_binary
 from dfad_tf.cli import inspect as inspect_binary
@@ -298,3 +298,52 @@ def test_real_program_reports_bad_input_in_one_line(tmp_path):
     result = real_program("distill", f"--model_dir={tmp_path}", f"--teacher={tmp_path / 'none.keras'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("distill.py: error: --teacher: ")
+
+
+GOOD_CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                           "task": {"type": "worker", "index": 0}})
+
+
+@pytest.mark.parametrize("args, tf_config, expected", [
+    (["--strategy=multi_worker"], "{oops", r"--strategy: TF_CONFIG is not JSON \(.*\); e\.g\. \{"),
+    (["--strategy=auto"], '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}',
+     r'--strategy: TF_CONFIG "task" must name a job of the cluster and an index into its list'),
+    (["--strategy=multi_worker"], None, r"--strategy: multi_worker needs the TF_CONFIG environment variable"),
+    (["--strategy=multi_worker"], GOOD_CLUSTER, r"--teacher: a multi-worker run needs a trained teacher file"),
+    (["--mixed_precision=mixed_float16"], None, r"--mixed_precision: mixed_float16 needs GPUs of compute "
+                                                r"capability 7\.0 or more, found none"),
+    (["--strategy=tpu"], None, r"--strategy: tpu: no TPU could be reached \("),
+], ids=["tf-config-not-json", "tf-config-bad-task", "no-tf-config", "multi-worker-untrained-teacher", "float16-cpu",
+        "no-tpu"])
+def test_bad_distribution_input_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, args, tf_config, expected):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    if tf_config is not None:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    assert run_binary(distill, f"--model_dir={tmp_path}", *TINY, *args) == 2
+    assert re.search(expected, one_line_error(capsys))
+    assert os.listdir(tmp_path) == []
+
+
+def test_global_batch_must_split_evenly_across_replicas(tmp_path, capsys, monkeypatch, digits_teacher):
+    from types import SimpleNamespace
+
+    from dfad_tf import distribute
+
+    monkeypatch.setattr(distribute, "make_strategy", lambda name: SimpleNamespace(num_replicas_in_sync=3))
+    assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", *TINY) == 2
+    assert one_line_error(capsys).endswith("--batch_size: 16 does not split evenly across the 3 replicas of "
+                                           "--strategy=default; use a multiple of 3")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(precision.unsupported("mixed_bfloat16") is not None, reason="no bfloat16 instructions here")
+def test_mixed_bfloat16_run_saves_and_exports_float32_models(tmp_path, digits_teacher, digits_arrays):
+    assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}",
+                      "--mixed_precision=mixed_bfloat16", "--export=float32", *TINY) == 0
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored for whatever runs next
+    for name in ("student.keras", "generator.keras"):
+        model = keras.saving.load_model(tmp_path / name)
+        assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}, name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["config"]["mixed_precision"] == "mixed_bfloat16"
+    assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"])

@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -31,7 +33,7 @@ def changed(before, model, trainable_only=False):
 
 
 def noise(distiller, batch=8):
-    return next(iter(distiller.latent_noise(batch)))
+    return distiller.latent_noise(batch, 0)
 
 
 def test_imitation_step_changes_only_the_student():
@@ -87,7 +89,7 @@ def test_latent_noise_is_reproducible_from_the_seed():
     first = tiny_distiller(imitation_steps=3, seed=7)
     again = tiny_distiller(imitation_steps=3, seed=7)
     other = tiny_distiller(imitation_steps=3, seed=8)
-    batches = [list(d.latent_noise(4).take(2).as_numpy_iterator()) for d in (first, again, other)]
+    batches = [[np.asarray(d.latent_noise(4, i)) for i in range(2)] for d in (first, again, other)]
     assert batches[0][0].shape == (4, 4, LATENT)  # batch, k + 1 draws, latent
     np.testing.assert_array_equal(batches[0], batches[1])
     assert not np.allclose(batches[0][0], batches[2][0])
@@ -128,8 +130,15 @@ def test_teacher_is_frozen():
     assert not any(v.path.startswith(distiller.teacher.name) for v in distiller.trainable_variables)
 
 
-def test_backup_and_restore_resumes_models_and_both_optimizers(tmp_path):
+def test_training_backup_resumes_models_both_optimizers_and_the_noise_stream(tmp_path):
+    from dfad_tf.callbacks import TrainingBackup
+
     backup = str(tmp_path / "backup")
+    first_iterations = []
+
+    class Noise(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):  # the iteration that keys the epoch's first noise
+            first_iterations.append(int(self.model.iteration.numpy()))
 
     class StopAfter(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -142,10 +151,10 @@ def test_backup_and_restore_resumes_models_and_both_optimizers(tmp_path):
     stop = StopAfter()
     with pytest.raises(RuntimeError, match="killed"):
         interrupted.fit(batch_size=4, steps_per_epoch=2, epochs=4, verbose=0,
-                        callbacks=[keras.callbacks.BackupAndRestore(backup), stop])
+                        callbacks=[Noise(), TrainingBackup(backup), stop])
 
     class Check(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):  # runs after BackupAndRestore restored the state
+        def on_train_begin(self, logs=None):  # runs after TrainingBackup restored the state
             for saved, variable in zip(stop.weights, self.model.weights):
                 np.testing.assert_array_equal(saved, np.array(variable))
             for saved, variable in zip(stop.optimizer_weights, self.model.generator_optimizer.variables):
@@ -155,7 +164,25 @@ def test_backup_and_restore_resumes_models_and_both_optimizers(tmp_path):
     resumed = tiny_distiller(imitation_steps=2)
     check = Check()
     history = resumed.fit(batch_size=4, steps_per_epoch=2, epochs=4, verbose=0,
-                          callbacks=[keras.callbacks.BackupAndRestore(backup), check])
+                          callbacks=[Noise(), TrainingBackup(backup), check])
     assert check.checked and history.epoch == [2, 3]
+    # Epochs 0 and 1 drew the noise of iterations 0 to 3; the resumed run goes on from iteration 4.
+    assert first_iterations == [0, 2, 4, 6]
+    assert int(resumed.iteration.numpy()) == 4 * 2
     assert int(resumed.student_optimizer.iterations) == 4 * 2 * 2
     assert int(resumed.generator_optimizer.iterations) == 4 * 2
+    assert not os.path.exists(backup)  # removed once the run completed
+
+
+def test_mixed_float16_scales_the_loss_of_both_optimizers():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        distiller = tiny_distiller(imitation_steps=1)
+        history = distiller.fit(batch_size=4, steps_per_epoch=2, epochs=1, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for optimizer in (distiller.student_optimizer, distiller.generator_optimizer):
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    assert distiller.generator(np.zeros((1, LATENT)), training=False).dtype == "float16"
+    assert int(distiller.student_optimizer.iterations) == 2 and int(distiller.generator_optimizer.iterations) == 2
+    assert np.isfinite(history.history["loss_S"]).all()

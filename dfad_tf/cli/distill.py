@@ -13,6 +13,10 @@ student.tflite, metrics.json, history.csv, logs/ (TensorBoard: losses, metrics,
 generated samples) and samples/epoch_NNN.png. A killed run restarted with the
 same command resumes from its last finished epoch.
 
+--strategy spreads each global batch over several GPUs (mirrored) or hosts
+(multi_worker, configured by the TF_CONFIG environment variable; only the
+chief writes files).
+
 Example:
   dfad-distill --flagfile=flags/digits.cfg --model_dir=runs/digits
 """
@@ -22,7 +26,7 @@ import time
 
 from absl import flags, logging
 
-from dfad_tf import export, losses, models, objectives
+from dfad_tf import distribute, export, losses, models, objectives, precision
 from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
@@ -36,7 +40,8 @@ flags.DEFINE_enum("generator", "generator_a", sorted(models.GENERATORS),
                   "Generator architecture: generator_a (upsampling, MNIST/CIFAR) or generator_b (DCGAN).")
 flags.DEFINE_integer("generator_width", 64, "Base filter count of the generator (64 in the paper).", lower_bound=1)
 flags.DEFINE_integer("latent_dim", 256, "Length of the generator's noise vector.", lower_bound=1)
-flags.DEFINE_integer("batch_size", 512, "Generated images per imitation or generation step.", lower_bound=1)
+flags.DEFINE_integer("batch_size", 512, "Generated images per imitation or generation step: the global batch, split "
+                                        "evenly across the replicas of --strategy.", lower_bound=1)
 flags.DEFINE_integer("imitation_steps", 5, "Student updates per generator update (k).", lower_bound=1)
 flags.DEFINE_integer("iterations_per_epoch", 50,
                      "DFAD iterations (k imitation + 1 generation step) per epoch; validation runs after each.",
@@ -56,6 +61,21 @@ flags.DEFINE_multi_enum("export", ["saved_model", "float32"], ["saved_model", *e
                         "TFLite variants: float32 (MODEL_DIR/student.tflite), float16, dynamic_int8, int8 "
                         "(MODEL_DIR/student_VARIANT.tflite; int8 is calibrated on generated images). Repeat the "
                         "flag for several; `dfad-export` adds a report and quantization-aware training.")
+
+flags.DEFINE_enum("strategy", "auto", list(distribute.STRATEGIES),
+                  "tf.distribute strategy: default (one device), mirrored (all local GPUs), multi_worker "
+                  "(MultiWorkerMirroredStrategy over the hosts in the TF_CONFIG environment variable; only the "
+                  "chief writes files, and MODEL_DIR must be a directory all hosts see), tpu, or auto: "
+                  "multi_worker when TF_CONFIG names several tasks, mirrored when several GPUs are visible, "
+                  "else default.")
+flags.DEFINE_bool("sync_batchnorm", None,
+                  "Synchronize the generator's BatchNorm statistics across replicas, so that they are those of "
+                  "the global batch (default: on when the strategy has several replicas). The student's "
+                  "BatchNorm layers always use their own replica's batch, as in ordinary data-parallel training.")
+flags.DEFINE_enum("mixed_precision", "float32", list(precision.POLICIES),
+                  "Keras dtype policy of the student and generator: float32, mixed_bfloat16 (TPUs, GPUs of "
+                  "compute capability 8.0+, processors with avx512_bf16/amx_bf16) or mixed_float16 (GPUs of "
+                  "compute capability 7.0+; both optimizers scale the loss). Saved students are float32.")
 
 common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
 flags.DEFINE_list("generator_loss_weights", ["adversarial=1"],
@@ -133,11 +153,11 @@ def configuration():
              "student_width", "generator", "generator_width", "latent_dim", "batch_size",
              "imitation_steps", "iterations_per_epoch", "epochs", "student_lr", "student_momentum",
              "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss",
-             "generator_loss_weights", "fixed_generator", "seed"]
+             "generator_loss_weights", "fixed_generator", "seed", "strategy", "sync_batchnorm", "mixed_precision"]
     return {name: FLAGS[name].value for name in names}
 
 
-def _build_distiller(model_dir, spec, input_map):
+def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
     """Teacher (loaded or trained), student, generator and the compiled distiller."""
     import keras
 
@@ -146,6 +166,7 @@ def _build_distiller(model_dir, spec, input_map):
 
     teacher = _load_teacher(model_dir, has_data=spec is not None)
     _check_teacher(teacher, spec)
+    keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)  # the teacher keeps its own
     keras.utils.set_random_seed(FLAGS.seed)
     image_shape = tuple(teacher.input_shape[1:])
     try:
@@ -157,7 +178,8 @@ def _build_distiller(model_dir, spec, input_map):
         generator = _load_fixed_generator(image_shape)
     else:
         generator = conventions.adapt_generator(
-            models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width),
+            models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width,
+                                   synchronized_batchnorm=sync_batchnorm),
             *input_map)
     distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=FLAGS.imitation_steps,
                                   seed=FLAGS.seed)
@@ -175,25 +197,50 @@ def _build_distiller(model_dir, spec, input_map):
     return distiller
 
 
-def _callbacks(model_dir, best):
+def _callbacks(model_dir, best, writes_files):
+    """The run's side jobs; a multi-worker run's non-chief workers only train and restore."""
     import keras
 
     from dfad_tf import callbacks
 
-    backup_dir = os.path.join(model_dir, "backup")
-    resuming = os.path.isdir(backup_dir)
-    if resuming:
-        print(f"Resuming the interrupted run in {backup_dir}")
+    backup = callbacks.TrainingBackup(os.path.join(model_dir, "backup"), write=writes_files)
+    if not writes_files:
+        return [keras.callbacks.TerminateOnNaN(), backup]
+    if backup.exists:
+        print(f"Resuming the interrupted run in {backup.backup_dir}")
     logs = os.path.join(model_dir, "logs")
     return [
-        keras.callbacks.BackupAndRestore(backup_dir),
         keras.callbacks.TerminateOnNaN(),
         callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),  # before `best`, which may monitor it
         best,
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=resuming),
+        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=backup.exists),
         keras.callbacks.TensorBoard(logs),
         callbacks.GeneratedImages(logs, os.path.join(model_dir, "samples"), seed=FLAGS.seed),
+        backup,  # last: an epoch is backed up once every other side job is done with it
     ]
+
+
+def _strategy(model_dir):
+    """The --strategy, made only after every check that needs no TensorFlow work has passed."""
+    try:
+        name = distribute.resolve_name(FLAGS.strategy)
+    except distribute.StrategyError as error:
+        raise common.FlagError("strategy", str(error)) from error
+    problem = precision.unsupported(FLAGS.mixed_precision, name)
+    if problem:
+        raise common.FlagError("mixed_precision", problem)
+    if name == "multi_worker" and not (FLAGS.teacher or os.path.exists(os.path.join(model_dir, "teacher.keras"))):
+        raise common.FlagError("teacher", "a multi-worker run needs a trained teacher file; train one first "
+                                          "(dfad-train-teacher) and pass it here")
+    try:
+        strategy = distribute.make_strategy(name)
+    except distribute.StrategyError as error:
+        raise common.FlagError("strategy", str(error)) from error
+    replicas = strategy.num_replicas_in_sync
+    if FLAGS.batch_size % replicas:
+        raise common.FlagError("batch_size", f"{FLAGS.batch_size} does not split evenly across the {replicas} "
+                                             f"replicas of --strategy={name}; use a multiple of {replicas}")
+    return strategy
 
 
 def _export(model_dir, student, generator, replaced):
@@ -218,6 +265,7 @@ def _metrics(model_dir, distiller, student, best, history, seconds, test_data):
         "selection": {"monitor": record["monitor"], "value": record["value"], "epoch": record["epoch"]},
         "this_run": {"seconds": round(seconds, 1), "epochs_run": len(history.epoch),
                      "iterations_per_second": round(iterations / seconds, 3),
+                     "total_iterations": int(distiller.iteration.numpy()),  # including those before a resume
                      "replaced_student": best.improved},
         "notes": {
             "student_accuracy": "held-out accuracy of the exported student (student.keras) itself",
@@ -244,32 +292,40 @@ def main(argv):
     del argv
     import keras
 
-    from dfad_tf import callbacks, conventions, data, distribute, evaluation, fileio
+    from dfad_tf import callbacks, conventions, data, evaluation, fileio
 
     model_dir = FLAGS.model_dir
     has_data = FLAGS.dataset != common.NO_DATASET
     spec = data.spec(FLAGS.dataset) if has_data else None
     input_map = common.teacher_input_map(spec)
+    strategy = _strategy(model_dir)  # first TensorFlow work: a multi-worker strategy must come before any
+    writes_files = distribute.writes_files(strategy)
     test_data = None
     if has_data:
         images, labels = evaluation.arrays(common.labelled_dataset("test"))
         test_data = (conventions.adapt_images(images, *input_map), labels)
-    os.makedirs(model_dir, exist_ok=True)
-    with distribute.default_strategy().scope():
-        distiller = _build_distiller(model_dir, spec, input_map)
+    if writes_files:
+        os.makedirs(model_dir, exist_ok=True)
+    sync_batchnorm = FLAGS.sync_batchnorm
+    if sync_batchnorm is None:
+        sync_batchnorm = strategy.num_replicas_in_sync > 1
+    with strategy.scope():
+        distiller = _build_distiller(model_dir, spec, input_map, sync_batchnorm)
 
     student_path = os.path.join(model_dir, "student.keras")
     best = callbacks.BestStudentCheckpoint(student_path, monitor="val_accuracy" if has_data else "gen_agreement",
-                                           extra_record={"config": configuration()})
+                                           extra_record={"config": configuration()},
+                                           generator_path=os.path.join(model_dir, "generator.keras"))
     started = time.time()
     history = distiller.fit(batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch,
                             epochs=FLAGS.epochs, validation_data=test_data,
-                            callbacks=_callbacks(model_dir, best), verbose=common.verbosity())
+                            callbacks=_callbacks(model_dir, best, writes_files), verbose=common.verbosity())
     seconds = time.time() - started
-    if best.improved:
-        with fileio.atomic_path(os.path.join(model_dir, "generator.keras")) as tmp:
-            distiller.generator.save(tmp)
-    else:
+    if not writes_files:
+        print(f"Worker finished {int(distiller.iteration.numpy())} iterations; the chief writes the results")
+        return
+    keras.mixed_precision.set_global_policy("float32")  # what is exported computes in float32
+    if not best.improved:
         logging.warning("this run did not beat the student already in %s (%s %.4f); kept it",
                         model_dir, best.monitor, best.best)
 

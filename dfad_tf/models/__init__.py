@@ -56,7 +56,7 @@ def build_classifier(name, input_shape, num_classes, width=1.0, keras_module=ker
                    **arguments)
 
 
-def build_generator(name, latent_dim, image_shape, width=64):
+def build_generator(name, latent_dim, image_shape, width=64, synchronized_batchnorm=False):
     """Builds a registered generator by name.
 
     Args:
@@ -64,8 +64,11 @@ def build_generator(name, latent_dim, image_shape, width=64):
         latent_dim: length of the noise vector.
         image_shape: `(height, width, channels)` of the images to produce.
         width: base filter count (64 in the paper).
+        synchronized_batchnorm: BatchNorm statistics over the global batch of
+            a `tf.distribute` strategy rather than each replica's part.
 
     Returns:
         A `keras.Model` mapping latent vectors to images.
     """
-    return _lookup(GENERATORS, "generator", name)(latent_dim, image_shape, width=width)
+    return _lookup(GENERATORS, "generator", name)(latent_dim, image_shape, width=width,
+                                                  synchronized_batchnorm=synchronized_batchnorm)

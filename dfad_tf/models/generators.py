@@ -13,14 +13,14 @@ from keras import layers
 _BN = dict(momentum=0.9, epsilon=1e-5)
 
 
-def _project(latent_dim, image_shape, channels, upsampling):
+def _project(latent_dim, image_shape, channels, upsampling, bn):
     """Latent input, then FC -> reshape -> BN to the first feature map."""
     height, width = image_shape[:2]
     init = (math.ceil(height / upsampling), math.ceil(width / upsampling))
     z = keras.Input((latent_dim,), name="latent")
     x = layers.Dense(channels * init[0] * init[1], name="project")(z)
     x = layers.Reshape((*init, channels), name="reshape")(x)
-    x = layers.BatchNormalization(**_BN, name="project_bn")(x)
+    x = layers.BatchNormalization(**bn, name="project_bn")(x)
     return z, x
 
 
@@ -31,7 +31,7 @@ def _to_image(z, x, image_shape, name):
     return keras.Model(z, x, name=name)
 
 
-def generator_a(latent_dim, image_shape, width=64, name="generator_a"):
+def generator_a(latent_dim, image_shape, width=64, synchronized_batchnorm=False, name="generator_a"):
     """Generator-A: nearest-neighbour upsampling, for MNIST and CIFAR.
 
     FC, reshape, BN; 2x upsample, 3x3 conv (2*width), BN, LeakyReLU(0.2);
@@ -42,6 +42,8 @@ def generator_a(latent_dim, image_shape, width=64, name="generator_a"):
         latent_dim: length of the noise vector.
         image_shape: `(height, width, channels)` of the images to produce.
         width: base filter count (64 in the paper).
+        synchronized_batchnorm: compute BatchNorm statistics over the global
+            batch of a `tf.distribute` strategy, not each replica's part.
         name: model name.
 
     Returns:
@@ -51,19 +53,20 @@ def generator_a(latent_dim, image_shape, width=64, name="generator_a"):
     >>> generator_a(256, (32, 32, 1)).output_shape
     (None, 32, 32, 1)
     """
-    z, x = _project(latent_dim, image_shape, 2 * width, upsampling=4)
+    bn = dict(_BN, synchronized=synchronized_batchnorm)
+    z, x = _project(latent_dim, image_shape, 2 * width, upsampling=4, bn=bn)
     for i, filters in enumerate((2 * width, width), start=1):
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}")(x)
         x = layers.Conv2D(filters, 3, padding="same", name=f"conv{i}")(x)
-        x = layers.BatchNormalization(**_BN, name=f"bn{i}")(x)
+        x = layers.BatchNormalization(**bn, name=f"bn{i}")(x)
         x = layers.LeakyReLU(0.2, name=f"lrelu{i}")(x)
     x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
     x = layers.Activation("tanh", name="tanh")(x)
-    x = layers.BatchNormalization(center=False, scale=False, **_BN, name="out_bn")(x)
+    x = layers.BatchNormalization(center=False, scale=False, **bn, name="out_bn")(x)
     return _to_image(z, x, image_shape, name)
 
 
-def generator_b(latent_dim, image_shape, width=64, name="generator_b"):
+def generator_b(latent_dim, image_shape, width=64, synchronized_batchnorm=False, name="generator_b"):
     """Generator-B: DCGAN-style transposed convolutions, for larger images.
 
     FC, reshape, BN; four 3x3 stride-2 transposed convolutions with 8, 4, 2
@@ -74,6 +77,7 @@ def generator_b(latent_dim, image_shape, width=64, name="generator_b"):
         latent_dim: length of the noise vector.
         image_shape: `(height, width, channels)` of the images to produce.
         width: base filter count (64 in the paper).
+        synchronized_batchnorm: as for `generator_a`.
         name: model name.
 
     Returns:
@@ -83,12 +87,13 @@ def generator_b(latent_dim, image_shape, width=64, name="generator_b"):
     >>> generator_b(256, (128, 128, 3)).output_shape
     (None, 128, 128, 3)
     """
-    z, x = _project(latent_dim, image_shape, 8 * width, upsampling=16)
+    bn = dict(_BN, synchronized=synchronized_batchnorm)
+    z, x = _project(latent_dim, image_shape, 8 * width, upsampling=16, bn=bn)
     for i, multiple in enumerate((8, 4, 2, 1), start=1):
         x = layers.Conv2DTranspose(
             multiple * width, 3, 2, padding="same", use_bias=False, name=f"deconv{i}"
         )(x)
-        x = layers.BatchNormalization(**_BN, name=f"bn{i}")(x)
+        x = layers.BatchNormalization(**bn, name=f"bn{i}")(x)
         x = layers.LeakyReLU(0.2, name=f"lrelu{i}")(x)
     x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
     x = layers.Activation("tanh", name="tanh")(x)
