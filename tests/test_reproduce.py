@@ -100,3 +100,17 @@ def test_bad_input_is_one_line(tmp_path, digits_teacher, capsys, monkeypatch, fl
                       flag)
     assert code != 0
     assert message in one_line_error(capsys)
+
+
+def test_a_teacher_with_its_own_input_convention_is_fed_accordingly(tmp_path, digits_teacher):
+    """A teacher taking [0, 255] pixels: with --teacher_input=byte it is measured on such images."""
+    inner = keras.saving.load_model(digits_teacher)
+    inputs = keras.Input((32, 32, 1))
+    byte_teacher = keras.Model(inputs, inner(keras.layers.Rescaling(1 / (255 * 0.3081), offset=-0.1307 / 0.3081)(inputs)))
+    byte_teacher.save(tmp_path / "byte_teacher.keras")
+    args = [f"--teacher={tmp_path / 'byte_teacher.keras'}", "--seeds=1", *TINY, "--methods=teacher"]
+    assert run_binary(reproduce, f"--model_dir={tmp_path / 'right'}", "--teacher_input=byte", *args) == 0
+    assert run_binary(reproduce, f"--model_dir={tmp_path / 'wrong'}", *args) == 0
+    right = {row["method"]: float(row["best_accuracy"]) for row in csv.DictReader(open(tmp_path / "right/table.csv"))}
+    wrong = {row["method"]: float(row["best_accuracy"]) for row in csv.DictReader(open(tmp_path / "wrong/table.csv"))}
+    assert right["teacher"] > 0.9 and wrong["teacher"] < right["teacher"] - 0.1

@@ -123,7 +123,7 @@ def _kd_cell(method, seed, teacher, test_data):
     """A KD baseline run; returns held-out accuracy per epoch."""
     import keras
 
-    from dfad_tf import baselines, data, evaluation, models
+    from dfad_tf import baselines, conventions, data, evaluation, models
 
     spec = data.spec(FLAGS.dataset)
     labels = None
@@ -134,6 +134,7 @@ def _kd_cell(method, seed, teacher, test_data):
         images = alternatives.alternative_images("gaussian_noise", spec, count, seed=seed)
     else:
         images = _images("related_data" if method == "kd_rel" else "unrelated_data", spec)
+    images = conventions.adapt_images(images, *common.teacher_input_map(spec))  # what the teacher takes
     keras.utils.set_random_seed(seed)
     student = models.build_classifier(FLAGS.student, spec.image_shape, spec.num_classes, width=FLAGS.student_width)
     history = baselines.knowledge_distillation(
@@ -184,11 +185,12 @@ def main(argv):
     del argv
     import keras
 
-    from dfad_tf import evaluation, fileio
+    from dfad_tf import conventions, data, evaluation, fileio
 
     if FLAGS.dataset == common.NO_DATASET:
         raise common.FlagError("dataset", "the paper's protocol measures held-out accuracy: choose a labelled dataset")
-    test_data = evaluation.arrays(common.labelled_dataset("test"))
+    images, labels = evaluation.arrays(common.labelled_dataset("test"))
+    test_data = (conventions.adapt_images(images, *common.teacher_input_map(data.spec(FLAGS.dataset))), labels)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
     if FLAGS.teacher:
         teacher_path = FLAGS.teacher
