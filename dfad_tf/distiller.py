@@ -78,7 +78,8 @@ class DataFreeDistiller(keras.Model):
         self.generator_loss_tracker = keras.metrics.Mean(name="loss_G")
         self.built = True  # all its state lives in the three (built) models
 
-    def compile(self, student_optimizer, generator_optimizer, loss="mae", metrics=None, **kwargs):
+    def compile(self, student_optimizer, generator_optimizer, loss="mae", metrics=None, jit_compile=False,
+                **kwargs):
         """Configures the two optimizers, the discrepancy and the student's metrics.
 
         Args:
@@ -90,9 +91,12 @@ class DataFreeDistiller(keras.Model):
                 `keras.losses.Loss` taking `(teacher_outputs, student_outputs)`.
             metrics: metrics of the student on labelled data, for `evaluate()`
                 and validation, e.g. `["accuracy"]`.
+            jit_compile: compile each DFAD iteration with XLA. Off by default,
+                unlike Keras's "auto": on CPU, XLA made the paper's networks
+                slower (benchmarks/README.md).
             **kwargs: passed to `keras.Model.compile` (e.g. `steps_per_execution`).
         """
-        super().compile(optimizer=student_optimizer, metrics=metrics, **kwargs)
+        super().compile(optimizer=student_optimizer, metrics=metrics, jit_compile=jit_compile, **kwargs)
         self.generator_optimizer = generator_optimizer
         self.discrepancy = losses.get(loss)
         # Built here, on their own variables: left unbuilt, Keras would build the

@@ -51,6 +51,9 @@ flags.DEFINE_list("lr_decay_epochs", [],
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step-decay multiplier of both learning rates.")
 flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
+flags.DEFINE_bool("jit_compile", False,
+                  "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA made the paper's networks "
+                  "slower than TensorFlow's plain graph (benchmarks/README.md); try it on other hardware.")
 flags.DEFINE_multi_enum("export", ["saved_model", "float32"], ["saved_model", *export.VARIANTS],
                         "What to export from the best student: saved_model (MODEL_DIR/student_savedmodel) and "
                         "TFLite variants: float32 (MODEL_DIR/student.tflite), float16, dynamic_int8, int8 "
@@ -128,7 +131,7 @@ def _build_distiller(model_dir, spec, input_map):
             momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
             decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
             imitation_steps=FLAGS.imitation_steps),
-        loss=FLAGS.loss, metrics=["accuracy"] if spec is not None else None)
+        loss=FLAGS.loss, metrics=["accuracy"] if spec is not None else None, jit_compile=FLAGS.jit_compile)
     return distiller
 
 
