@@ -156,6 +156,9 @@ class DataFreeDistiller(keras.Model):
         return super().fit(x, batch_size=batch_size, steps_per_epoch=steps_per_epoch, **kwargs)
 
     def train_step(self, noise):
+        # One generator pass per imitation step, as in the paper: a single pass over all k batches
+        # would normalise them with BatchNorm statistics of k * batch images and update the moving
+        # averages once instead of k times, for no measured speed-up (benchmarks/README.md).
         for step in range(self.imitation_steps):
             student_loss = self._imitation_step(noise[:, step])
         generator_loss = self._generation_step(noise[:, -1])
