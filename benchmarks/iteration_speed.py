@@ -150,8 +150,8 @@ def iteration_flops(config, batch_size, generator_width, latent_dim):
     """
     from dfad_tf.profile import macs_per_image
 
-    generator, teacher, student = (macs_per_image(model) for model in
-                                   reversed(build_models(config, generator_width, latent_dim)))
+    teacher, student, generator = (macs_per_image(model) for model in
+                                   build_models(config, generator_width, latent_dim))
     imitation = generator + teacher + 3 * student
     generation = 3 * generator + 2 * teacher + 2 * student
     return 2 * batch_size * (IMITATION_STEPS * imitation + generation)
