@@ -210,10 +210,10 @@ def benchmark(config, batch_size, args, torch_python):
     workers = [Worker(f"matmul {p}", [sys.executable, script, "--worker=matmul", f"--variant={p}"], args.matmuls)
                for p in ("float32", "bfloat16")]
     for variant in args.variants:
-        executions = -(-args.iterations // parse_variant(variant)["steps_per_execution"])
+        per_call = parse_variant(variant)["steps_per_execution"]
+        iterations = -(-args.iterations // per_call) * per_call  # whole executions
         workers.append(Worker(f"dfad_tf {variant}", [sys.executable, script, "--worker=tf", f"--variant={variant}",
-                                                     f"--config={config}", *common],
-                              executions * parse_variant(variant)["steps_per_execution"]))
+                                                     f"--config={config}", *common], iterations))
     if torch_python:
         spec = CONFIGS[config]
         workers.append(Worker("PyTorch reference", [
