@@ -92,8 +92,9 @@ class DataFreeDistiller(keras.Model):
             metrics: metrics of the student on labelled data, for `evaluate()`
                 and validation, e.g. `["accuracy"]`.
             jit_compile: compile each DFAD iteration with XLA. Off by default,
-                unlike Keras's "auto": on CPU, XLA made the paper's networks
-                slower (benchmarks/README.md).
+                unlike Keras's "auto": on CPU, XLA ran the paper's networks at
+                0.69x to 1.00x the plain graph, with a third more memory
+                (benchmarks/README.md).
             **kwargs: passed to `keras.Model.compile` (e.g. `steps_per_execution`).
         """
         super().compile(optimizer=student_optimizer, metrics=metrics, jit_compile=jit_compile, **kwargs)

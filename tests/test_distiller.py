@@ -81,7 +81,7 @@ def test_fit_runs_whole_iterations_in_one_graph_and_reports_losses():
     assert int(distiller.generator_optimizer.iterations) == 6
     # The Python body ran once, to trace the graph that then ran all 6 iterations.
     assert len(python_calls) == 1
-    assert distiller.jit_compile is False  # XLA was slower on CPU (benchmarks/README.md)
+    assert distiller.jit_compile is False  # XLA was no faster on CPU (benchmarks/README.md)
 
 
 def test_fit_under_mixed_bfloat16_keeps_float32_weights_and_losses():

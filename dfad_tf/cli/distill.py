@@ -52,8 +52,9 @@ flags.DEFINE_float("lr_decay_factor", 0.1, "Step-decay multiplier of both learni
 flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
 flags.DEFINE_bool("jit_compile", False,
-                  "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA made the paper's networks "
-                  "slower than TensorFlow's plain graph (benchmarks/README.md); try it on other hardware.")
+                  "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
+                  "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
+                  "try it on other hardware.")
 flags.DEFINE_multi_enum("export", ["saved_model", "float32"], ["saved_model", *export.VARIANTS],
                         "What to export from the best student: saved_model (MODEL_DIR/student_savedmodel) and "
                         "TFLite variants: float32 (MODEL_DIR/student.tflite), float16, dynamic_int8, int8 "
