@@ -94,7 +94,7 @@ class DataFreeDistiller(keras.Model):
         self.built = True  # all its state lives in the three (built) models
 
     def compile(self, student_optimizer, generator_optimizer, loss="mae", metrics=None,
-                generator_loss_weights=None, **kwargs):
+                generator_loss_weights=None, jit_compile=False, **kwargs):
         """Configures the two optimizers, the discrepancy and the student's metrics.
 
         Args:
@@ -109,6 +109,10 @@ class DataFreeDistiller(keras.Model):
             generator_loss_weights: weights of the generator's loss terms
                 (`objectives.TERMS`), e.g. `objectives.METHOD_WEIGHTS["dafl"]`;
                 default `{"adversarial": 1.0}`, the paper's DFAD.
+            jit_compile: compile each DFAD iteration with XLA. Off by default,
+                unlike Keras's "auto": on CPU, XLA ran the paper's networks at
+                0.69x to 1.00x the plain graph, with a third more memory
+                (benchmarks/README.md).
             **kwargs: passed to `keras.Model.compile` (e.g. `steps_per_execution`).
         """
         if self.dtype_policy.name == "mixed_float16":  # float16 gradients underflow unless the loss is scaled
@@ -116,7 +120,7 @@ class DataFreeDistiller(keras.Model):
                 optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
                 else keras.optimizers.LossScaleOptimizer(optimizer)
                 for optimizer in (student_optimizer, generator_optimizer))
-        super().compile(optimizer=student_optimizer, metrics=metrics, **kwargs)
+        super().compile(optimizer=student_optimizer, metrics=metrics, jit_compile=jit_compile, **kwargs)
         self.generator_optimizer = generator_optimizer
         self.discrepancy = losses.get(loss)
         self.generator_objective = objectives.GeneratorObjective(self.teacher, self.discrepancy,
@@ -186,6 +190,9 @@ class DataFreeDistiller(keras.Model):
         """One DFAD iteration on this replica's `rows` of the global batch."""
         batch_size = tf.shape(rows)[0] * self.distribute_strategy.num_replicas_in_sync
         noise = tf.gather(self.latent_noise(batch_size, self.iteration), rows)
+        # One generator pass per imitation step, as in the paper: a single pass over all k batches
+        # would normalise them with BatchNorm statistics of k * batch images and update the moving
+        # averages once instead of k times, for no measured speed-up (benchmarks/README.md).
         for step in range(self.imitation_steps):
             student_loss = self._imitation_step(noise[:, step])
         self.student_loss_tracker.update_state(_global_mean(student_loss))

@@ -83,6 +83,20 @@ def test_fit_runs_whole_iterations_in_one_graph_and_reports_losses():
     assert int(distiller.generator_optimizer.iterations) == 6
     # The Python body ran once, to trace the graph that then ran all 6 iterations.
     assert len(python_calls) == 1
+    assert distiller.jit_compile is False  # XLA was no faster on CPU (benchmarks/README.md)
+
+
+def test_fit_under_mixed_bfloat16_keeps_float32_weights_and_losses():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        distiller = tiny_distiller()
+        history = distiller.fit(batch_size=8, steps_per_epoch=2, epochs=1, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert distiller.generator(noise(distiller)[:, 0]).dtype == "bfloat16"
+    assert {v.dtype for v in distiller.student.trainable_weights + distiller.generator.trainable_weights} == {
+        "float32"}
+    assert np.isfinite(history.history["loss_S"][0]) and history.history["loss_G"][0] < 0
 
 
 def test_latent_noise_is_reproducible_from_the_seed():
