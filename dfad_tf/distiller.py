@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from dfad_tf import losses, objectives
+from dfad_tf import distribute, losses, objectives
 
 
 class DataFreeDistiller(keras.Model):
@@ -241,7 +241,8 @@ class DataFreeDistiller(keras.Model):
         length 1, which the average removes.
         """
         strategy = self.distribute_strategy
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and _tasks(strategy) > 1:
+        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and distribute.training_tasks(strategy.cluster_resolver.cluster_spec().as_dict()) > 1):
             return {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
 
@@ -296,12 +297,6 @@ def _apply_gradients(optimizer, tape, loss, variables):
         with tape:  # resumes recording: the scaled loss is what is differentiated
             loss = optimizer.scale_loss(loss)
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-
-
-def _tasks(strategy):
-    """Number of training processes (chief and workers) in a multi-worker strategy's cluster."""
-    jobs = strategy.cluster_resolver.cluster_spec().as_dict()
-    return sum(len(jobs.get(job, ())) for job in ("chief", "worker"))
 
 
 def _global_mean(replica_share):

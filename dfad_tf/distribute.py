@@ -80,9 +80,14 @@ def resolve_name(name, environ=None):
                             "(see README, Several hosts)")
     if name != "auto":
         return name
-    if config is not None and sum(len(config["cluster"].get(job, [])) for job in ("chief", "worker")) > 1:
+    if config is not None and training_tasks(config["cluster"]) > 1:
         return "multi_worker"
     return "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "default"
+
+
+def training_tasks(cluster):
+    """Number of training processes (chief and workers) in a cluster mapping job names to addresses."""
+    return sum(len(cluster.get(job, ())) for job in ("chief", "worker"))
 
 
 def make_strategy(name="auto"):

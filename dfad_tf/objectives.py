@@ -57,15 +57,7 @@ class GeneratorObjective:
     """
 
     def __init__(self, teacher, discrepancy, weights=None):
-        weights = dict({"adversarial": 1.0} if weights is None else weights)
-        unknown = sorted(set(weights) - set(TERMS))
-        if unknown:
-            raise ValueError(f"unknown generator loss term(s) {', '.join(unknown)}; choose from {', '.join(TERMS)}")
-        if any(value < 0 for value in weights.values()):
-            raise ValueError(f"generator loss weights must be >= 0, got {weights}")
-        if not any(weights.values()):
-            raise ValueError("at least one generator loss weight must be positive")
-        self.weights = {term: float(weights.get(term, 0.0)) for term in TERMS}
+        self.weights = check_weights({"adversarial": 1.0} if weights is None else weights)
         self.teacher = teacher
         self.discrepancy = discrepancy
         self._batchnorms = []
@@ -77,10 +69,11 @@ class GeneratorObjective:
         """A model sharing the teacher's layers that also returns its features and BN inputs."""
         try:
             dense = [layer for layer in teacher.layers if isinstance(layer, keras.layers.Dense)]
-            self._batchnorms = [layer for layer in teacher.layers
-                                if isinstance(layer, keras.layers.BatchNormalization)]
+            if self.weights["batchnorm"]:
+                self._batchnorms = [layer for layer in teacher.layers
+                                    if isinstance(layer, keras.layers.BatchNormalization)]
             features = [dense[-1].input] if dense and self.weights["activation"] else []
-            bn_inputs = [layer.input for layer in self._batchnorms] if self.weights["batchnorm"] else []
+            bn_inputs = [layer.input for layer in self._batchnorms]
         except (AttributeError, ValueError) as error:
             raise ValueError("the batchnorm and activation terms need a functional Keras teacher whose inner "
                              f"layers can be read ({teacher.name} is not one)") from error
@@ -113,6 +106,22 @@ class GeneratorObjective:
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return sum(self.weights[term] * (value if term == "adversarial" else value / replicas)
                    for term, value in terms.items())
+
+
+def check_weights(weights):
+    """`weights` over all of `TERMS` (missing ones 0.0); a ValueError if they are not valid weights.
+
+    Args:
+        weights: mapping of term name to a weight >= 0, at least one positive.
+    """
+    unknown = sorted(set(weights) - set(TERMS))
+    if unknown:
+        raise ValueError(f"unknown generator loss term(s) {', '.join(unknown)}; choose from {', '.join(TERMS)}")
+    if any(value < 0 for value in weights.values()):
+        raise ValueError(f"generator loss weights must be >= 0, got {dict(weights)}")
+    if not any(weights.values()):
+        raise ValueError("at least one generator loss weight must be positive")
+    return {term: float(weights.get(term, 0.0)) for term in TERMS}
 
 
 def batchnorm_statistics_loss(bn_inputs, batchnorms):

@@ -94,16 +94,20 @@ common.require_epoch_list("lr_decay_epochs")
 
 
 def _parse_weights(pairs):
+    """`--generator_loss_weights` as a mapping; a ValueError if it is not valid weights."""
+    pairs = (pair.split("=") for pair in pairs)
+    return objectives.check_weights({term.strip(): float(value) for term, value in pairs})
+
+
+def _valid_weights(pairs):
     try:
-        return {term.strip(): float(value) for term, value in (pair.split("=") for pair in pairs)}
+        return bool(_parse_weights(pairs))
     except ValueError:
-        return None
+        return False
 
 
 flags.register_validator(
-    "generator_loss_weights",
-    lambda pairs: (weights := _parse_weights(pairs)) is not None and set(weights) <= set(objectives.TERMS)
-    and all(value >= 0 for value in weights.values()) and any(weights.values()),
+    "generator_loss_weights", _valid_weights,
     message=f"--generator_loss_weights must be TERM=WEIGHT pairs with weights >= 0, not all 0, over the terms "
             f"{', '.join(objectives.TERMS)}; e.g. adversarial=1,batchnorm=0.1")
 

@@ -99,12 +99,11 @@ def _distill_cell(cell_dir, seed, overrides, teacher_path):
         return [float(row["val_accuracy"]) for row in csv.DictReader(file)]
 
 
-def _images(flag, spec):
-    """Unlabelled images named by --`flag`: a stand-in, or a dataset's training split."""
+def _images(flag, spec, count):
+    """Unlabelled images named by --`flag`: `count` of a stand-in, or a dataset's training split."""
     from dfad_tf import data, evaluation
 
     name = FLAGS[flag].value
-    count = len(evaluation.arrays(common.labelled_dataset("train"))[1])
     if name in alternatives.ALTERNATIVES:
         return alternatives.alternative_images(name, spec, count, seed=1)
     if name not in data.SOURCES:
@@ -126,14 +125,11 @@ def _kd_cell(method, seed, teacher, test_data):
     from dfad_tf import baselines, conventions, data, evaluation, models
 
     spec = data.spec(FLAGS.dataset)
-    labels = None
-    if method == "kd_ori":
-        images, labels = evaluation.arrays(common.labelled_dataset("train"))
-    elif method == "random":
-        count = len(evaluation.arrays(common.labelled_dataset("train"))[1])
-        images = alternatives.alternative_images("gaussian_noise", spec, count, seed=seed)
-    else:
-        images = _images("related_data" if method == "kd_rel" else "unrelated_data", spec)
+    images, labels = evaluation.arrays(common.labelled_dataset("train"))  # stand-ins come as many
+    if method == "random":
+        images, labels = alternatives.alternative_images("gaussian_noise", spec, len(labels), seed=seed), None
+    elif method != "kd_ori":
+        images, labels = _images("related_data" if method == "kd_rel" else "unrelated_data", spec, len(labels)), None
     images = conventions.adapt_images(images, *common.teacher_input_map(spec))  # what the teacher takes
     keras.utils.set_random_seed(seed)
     student = models.build_classifier(FLAGS.student, spec.image_shape, spec.num_classes, width=FLAGS.student_width)
@@ -185,10 +181,8 @@ def main(argv):
     del argv
     import keras
 
-    from dfad_tf import conventions, data, evaluation, fileio
+    from dfad_tf import conventions, data, evaluation, fileio, objectives
 
-    if FLAGS.dataset == common.NO_DATASET:
-        raise common.FlagError("dataset", "the paper's protocol measures held-out accuracy: choose a labelled dataset")
     images, labels = evaluation.arrays(common.labelled_dataset("test"))
     test_data = (conventions.adapt_images(images, *common.teacher_input_map(data.spec(FLAGS.dataset))), labels)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
@@ -213,8 +207,6 @@ def main(argv):
                 curve = _kd_cell(variant, seed, teacher, test_data)
             else:
                 if variant in GENERATOR_METHODS:
-                    from dfad_tf import objectives
-
                     weights = objectives.METHOD_WEIGHTS[variant]
                     overrides = {"generator_loss_weights": [f"{k}={v}" for k, v in weights.items()], **overrides}
                 curve = _distill_cell(cell_dir, seed, overrides, teacher_path)
