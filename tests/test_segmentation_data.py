@@ -1,4 +1,4 @@
-"""Segmentation data: CamVid and NYUv2 folders, joint crop and flip."""
+"""Segmentation data: CamVid and NYUv2 folders, the procedural shapes, joint crop and flip."""
 
 import re
 
@@ -8,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from dfad_tf import data
-from dfad_tf.data import segmentation
+from dfad_tf.data import segmentation, shapes
 from dfad_tf.data.tfds_sources import DatasetUnavailableError
 
 EVAL_SIZE = (256, 341)
@@ -90,6 +90,26 @@ def test_bad_files_are_one_line_errors_that_name_them(tmp_path):
         data.load("camvid", "test", data_dir=str(root))
     assert re.search(r"testannot/b.png has label 12; valid are 0..10 and 11 \(unlabelled\)$", str(error.value))
     assert "\n" not in str(error.value)
+
+
+def test_shapes_are_fixed_per_split_with_every_class_and_ignored_boundaries():
+    train_images, train_masks = shapes.arrays("train")
+    test_images, test_masks = shapes.arrays("test")
+    assert train_images.shape == (shapes.SPLIT_SIZES["train"], 64, 64, 3)
+    assert test_masks.shape == (shapes.SPLIT_SIZES["test"], 64, 64)
+    assert set(np.unique(train_masks)) == {0, 1, 2, 3, 255}
+    np.testing.assert_array_equal(shapes.arrays("test")[0], test_images)
+    assert not np.array_equal(train_images[:len(test_images)], test_images)
+    # The boundary band: each labelled pixel differs from its right and lower neighbours only if one is ignored.
+    right, left = train_masks[:, :, 1:], train_masks[:, :, :-1]
+    assert np.all((right == left) | (left == 255) | (right == 255))
+    assert 0.01 < np.mean(train_masks == 255) < 0.1
+    # The hard-coded statistics are those of the data.
+    pixels = train_images / 255.0
+    np.testing.assert_allclose(pixels.mean((0, 1, 2)), shapes.SPEC.mean, atol=0.01)
+    np.testing.assert_allclose(pixels.std((0, 1, 2)), shapes.SPEC.std, atol=0.01)
+    image, mask = next(data.load("shapes", "test").as_numpy_iterator())
+    assert image.shape == shapes.SPEC.eval_shape and mask.dtype == np.int32
 
 
 def test_random_crop_flip_keeps_image_and_mask_aligned():

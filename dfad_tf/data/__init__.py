@@ -3,7 +3,7 @@
 Distillation itself never reads an image: the distiller's training data is
 latent noise. Each source returns unbatched `(image, label)` pairs with images
 normalised the way the paper's reference code does; for segmentation sources
-(camvid, nyuv2) the label is an int32 mask, 255 where ignored.
+(camvid, nyuv2, shapes) the label is an int32 mask, 255 where ignored.
 
 Example:
 >>> from dfad_tf import data
@@ -11,7 +11,7 @@ Example:
 >>> test = data.load("digits", "test").batch(256)
 """
 
-from dfad_tf.data import digits, segmentation, tfds_sources
+from dfad_tf.data import digits, segmentation, shapes, tfds_sources
 from dfad_tf.data.spec import DatasetSpec
 
 SOURCES = {
@@ -22,6 +22,7 @@ SOURCES = {
     "caltech101": tfds_sources.CALTECH101,
     "camvid": segmentation.CAMVID,
     "nyuv2": segmentation.NYUV2,
+    "shapes": shapes,
 }
 
 
@@ -43,7 +44,7 @@ def load(name, split, data_dir=None):
         name: a key of `SOURCES`.
         split: one of the spec's splits, e.g. "train" or "test".
         data_dir: where tfds keeps prepared datasets, or the folder of a
-            local dataset (camvid, nyuv2); ignored by "digits".
+            local dataset (camvid, nyuv2); ignored by "digits" and "shapes".
 
     Returns:
         A dataset of `(image, label)`, images float32 `(height, width, channels)`;
