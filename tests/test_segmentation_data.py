@@ -125,5 +125,11 @@ def test_random_crop_flip_keeps_image_and_mask_aligned():
         np.testing.assert_array_equal(crop_mask, (crop_rows * 7 + crop_columns * 3) % 256)
         flipped += crop_columns[0, 0] > crop_columns[0, -1]
     assert 0 < flipped < 8
+    # In a tf.data pipeline, as teacher training uses it: static crop shapes.
+    pairs = tf.data.Dataset.from_tensors((image, mask))
+    seeds = tf.data.Dataset.random(seed=0).batch(2)
+    cropped = tf.data.Dataset.zip(pairs, seeds).map(
+        lambda pair, seed: segmentation.random_crop_flip(*pair, (8, 12), seed))
+    assert cropped.element_spec[0].shape == (8, 12, 3) and cropped.element_spec[1].shape == (8, 12)
     again = segmentation.random_crop_flip(image, mask, (8, 12), tf.constant([7, 1]))
     np.testing.assert_array_equal(again[0], crop_image)

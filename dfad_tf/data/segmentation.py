@@ -169,14 +169,14 @@ def random_crop_flip(image, mask, crop_shape, seed):
     Graph-friendly stateless ops: the same `seed` gives the same crop and flip.
 
     Args:
-        image: `(height, width, channels)` float tensor.
+        image: `(height, width, channels)` float tensor, channels known statically.
         mask: `(height, width)` integer tensor of the same height and width.
         crop_shape: `(crop_height, crop_width)`, at most the image's.
         seed: int32/int64 tensor of shape `(2,)`; a different one per example
             (and per epoch) gives different crops.
 
     Returns:
-        `(image, mask)` of `crop_shape`, with the input dtypes.
+        `(image, mask)` of `crop_shape` (static shapes), with the input dtypes.
 
     Example:
     >>> seeds = tf.data.Dataset.random(seed=0, rerandomize_each_iteration=True).batch(2)
@@ -184,8 +184,7 @@ def random_crop_flip(image, mask, crop_shape, seed):
     ...     lambda pair, seed: random_crop_flip(*pair, (128, 128), seed))
     """
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    channels = tf.shape(image)[-1]
     both = tf.concat([image, tf.cast(mask[..., None], image.dtype)], axis=-1)
-    both = tf.image.stateless_random_crop(both, [*crop_shape, channels + 1], crop_seed)
+    both = tf.image.stateless_random_crop(both, [*crop_shape, both.shape[-1]], crop_seed)
     both = tf.image.stateless_random_flip_left_right(both, flip_seed)
     return both[..., :-1], tf.cast(both[..., -1], mask.dtype)
