@@ -72,8 +72,8 @@ def test_caltech101_is_resplit_like_the_paper_without_the_background_class():
 
 
 def test_unknown_dataset_or_split_is_rejected():
-    with pytest.raises(ValueError, match="unknown dataset 'cifar11'; choose one of: caltech101, cifar10, cifar100, "
-                                         "digits, mnist"):
+    with pytest.raises(ValueError, match="unknown dataset 'cifar11'; choose one of: caltech101, camvid, cifar10, "
+                                         "cifar100, digits, mnist, nyuv2, shapes"):
         data.load("cifar11", "train")
     with pytest.raises(ValueError, match="no split 'validation'"):
         data.load("digits", "validation")

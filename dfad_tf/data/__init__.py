@@ -2,7 +2,8 @@
 
 Distillation itself never reads an image: the distiller's training data is
 latent noise. Each source returns unbatched `(image, label)` pairs with images
-normalised the way the paper's reference code does.
+normalised the way the paper's reference code does; for segmentation sources
+(camvid, nyuv2, shapes) the label is an int32 mask, 255 where ignored.
 
 Example:
 >>> from dfad_tf import data
@@ -10,7 +11,7 @@ Example:
 >>> test = data.load("digits", "test").batch(256)
 """
 
-from dfad_tf.data import digits, tfds_sources
+from dfad_tf.data import digits, segmentation, shapes, tfds_sources
 from dfad_tf.data.spec import DatasetSpec
 
 SOURCES = {
@@ -19,6 +20,9 @@ SOURCES = {
     "cifar10": tfds_sources.CIFAR10,
     "cifar100": tfds_sources.CIFAR100,
     "caltech101": tfds_sources.CALTECH101,
+    "camvid": segmentation.CAMVID,
+    "nyuv2": segmentation.NYUV2,
+    "shapes": shapes,
 }
 
 
@@ -38,11 +42,13 @@ def load(name, split, data_dir=None):
 
     Args:
         name: a key of `SOURCES`.
-        split: "train" or "test".
-        data_dir: where tfds keeps prepared datasets (ignored by "digits").
+        split: one of the spec's splits, e.g. "train" or "test".
+        data_dir: where tfds keeps prepared datasets, or the folder of a
+            local dataset (camvid, nyuv2); ignored by "digits" and "shapes".
 
     Returns:
-        A dataset of `(image, label)`, images float32 `(height, width, channels)`.
+        A dataset of `(image, label)`, images float32 `(height, width, channels)`;
+        for segmentation, labels are int32 `(height, width)` masks.
     """
     source = _source(name)
     if split not in source.SPEC.splits:

@@ -6,6 +6,31 @@ import tensorflow as tf
 from dfad_tf.data.spec import DatasetSpec
 
 
+def resize_and_crop(image, size, method="bilinear"):
+    """Resizes `image` to cover `size`, keeping its aspect ratio, then centre-crops it to `size`.
+
+    The shorter side (relative to `size`) is scaled to fit exactly, so a
+    720x960 photo resized for `size=(256, 341)` has its shorter side at 256.
+
+    Args:
+        image: a `(height, width, channels)` tensor.
+        size: `(height, width)` of the result.
+        method: a `tf.image.resize` method; "nearest" keeps the dtype, as
+            segmentation masks need.
+
+    Returns:
+        The `(size[0], size[1], channels)` image.
+
+    Example:
+    >>> resize_and_crop(tf.zeros((720, 960, 3)), (256, 341)).shape
+    TensorShape([256, 341, 3])
+    """
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.reduce_max(tf.constant(size, tf.float32) / shape)
+    image = tf.image.resize(image, tf.cast(tf.math.ceil(shape * scale), tf.int32), method=method)
+    return tf.image.resize_with_crop_or_pad(image, *size)
+
+
 class TfdsSource:
     """A tfds dataset resized and normalised like the paper's reference code.
 
@@ -45,10 +70,7 @@ class TfdsSource:
         image = tf.cast(image, tf.float32) / 255.0
         size = self.SPEC.image_shape[:2]
         if self.crop:
-            shape = tf.cast(tf.shape(image)[:2], tf.float32)
-            scale = tf.reduce_max(tf.constant(size, tf.float32) / shape)
-            image = tf.image.resize(image, tf.cast(tf.math.ceil(shape * scale), tf.int32))
-            image = tf.image.resize_with_crop_or_pad(image, *size)
+            image = resize_and_crop(image, size)
         else:
             image = tf.image.resize(image, size)
         return (image - self.SPEC.mean) / self.SPEC.std, label
