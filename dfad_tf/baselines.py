@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 
-def knowledge_distillation(teacher, student, images, labels=None, validation_data=None, epochs=30,
+def knowledge_distillation(teacher, student, images, labels=None, validation_data=None, spec=None, epochs=30,
                            steps_per_epoch=250, batch_size=128, learning_rate=0.01, momentum=0.9,
                            temperature=4.0, seed=0, callbacks=(), verbose=0):
     """Vanilla KD (Hinton et al.): the student matches the teacher's softened outputs on `images`.
@@ -33,6 +33,9 @@ def knowledge_distillation(teacher, student, images, labels=None, validation_dat
         images: float32 array of (normalised) images.
         labels: optional integer labels of `images`.
         validation_data: optional `(images, labels)` measured after each epoch.
+        spec: the dataset's `DatasetSpec`; for segmentation, per-pixel labels
+            whose `spec.ignore_label` pixels are skipped, and mean IoU
+            (`miou`) instead of accuracy.
         epochs: epochs of `steps_per_epoch` updates.
         steps_per_epoch: student updates per epoch (the images are repeated
             and reshuffled as needed).
@@ -45,8 +48,8 @@ def knowledge_distillation(teacher, student, images, labels=None, validation_dat
         verbose: `fit` verbosity.
 
     Returns:
-        The Keras `History`; `history.history["val_accuracy"]` per epoch when
-        `validation_data` is given.
+        The Keras `History`; `history.history["val_accuracy"]` (`"val_miou"`)
+        per epoch when `validation_data` is given.
     """
     distiller = keras.distillation.Distiller(
         teacher=teacher, student=student,
@@ -57,8 +60,12 @@ def knowledge_distillation(teacher, student, images, labels=None, validation_dat
                                                                   loss=keras.losses.KLDivergence()),
         student_loss_weight=0.0 if labels is None else 0.5,
     )
+    ignore = spec.ignore_label if spec is not None and spec.task == "segmentation" else None
+    metric = ("accuracy" if ignore is None else
+              keras.metrics.MeanIoU(spec.num_classes, name="miou", ignore_class=ignore, sparse_y_pred=False))
     distiller.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore),
+                      metrics=[metric])
     if labels is None:
         # Not used by the loss (its label weight is 0); Keras's metrics need labels, and against the
         # teacher's own predictions the training "accuracy" reads as agreement with the teacher.

@@ -14,16 +14,25 @@ def _fixed_latents(num, latent_dim, seed):
     return np.random.default_rng(seed).standard_normal((num, latent_dim)).astype("float32")
 
 
-def image_grid(images):
-    """Tiles `(n, h, w, c)` images into one uint8 `(rows*h, cols*w, c)` picture.
-
-    Each image is stretched to the full 0-255 range on its own, since generated
-    samples have no fixed pixel range.
-    """
+def _stretch(images):
+    """Each image stretched to [0, 1] on its own, grey images made RGB."""
     images = np.asarray(images, dtype="float32")
     low = images.min(axis=(1, 2, 3), keepdims=True)
     high = images.max(axis=(1, 2, 3), keepdims=True)
     images = (images - low) / np.maximum(high - low, 1e-8)
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
+def image_grid(images, stretch=True):
+    """Tiles `(n, h, w, c)` images into one uint8 `(rows*h, cols*w, c)` picture.
+
+    Args:
+        images: float images.
+        stretch: stretch each image to the full 0-255 range on its own, since
+            generated samples have no fixed pixel range; False for images
+            already in [0, 1] (see `side_by_side`).
+    """
+    images = _stretch(images) if stretch else np.asarray(images, dtype="float32")
     n, h, w, c = images.shape
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -34,8 +43,36 @@ def image_grid(images):
     return (grid * 255).round().astype("uint8")
 
 
+def color_masks(labels, num_classes):
+    """Paints integer label maps `(n, h, w)` in a fixed palette: float `(n, h, w, 3)` in [0, 1].
+
+    Class `c` gets a distinct colour (hues spread over the classes, alternating
+    brightness); labels outside `0..num_classes-1` (ignored pixels) are black.
+
+    Example:
+    >>> color_masks(np.argmax(teacher(images), axis=-1), 11).shape
+    (64, 128, 128, 3)
+    """
+    import matplotlib.colors
+
+    hues = np.arange(num_classes) / max(num_classes, 1)
+    values = np.where(np.arange(num_classes) % 2, 0.65, 1.0)
+    palette = matplotlib.colors.hsv_to_rgb(np.stack([hues, np.full(num_classes, 0.8), values], axis=-1))
+    palette = np.concatenate([palette, np.zeros((1, 3))]).astype("float32")
+    labels = np.asarray(labels)
+    return palette[np.where((labels >= 0) & (labels < num_classes), labels, num_classes)]
+
+
+def side_by_side(images, *masks, num_classes):
+    """Each image followed by its coloured masks, as one wider image: `(n, h, w * (1 + len(masks)), 3)`."""
+    return np.concatenate([_stretch(images), *(color_masks(m, num_classes) for m in masks)], axis=2)
+
+
 class GeneratedImages(keras.callbacks.Callback):
     """Each epoch, draws generated samples from fixed noise to TensorBoard and PNG.
+
+    For a segmentation teacher each sample is drawn beside the mask the teacher
+    predicts on it (the paper's Fig. 6).
 
     Args:
         log_dir: TensorBoard directory; images go to its `samples` subfolder.
@@ -55,15 +92,57 @@ class GeneratedImages(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_end(self, epoch, logs=None):
-        generator = self.model.generator
+        generator, teacher = self.model.generator, self.model.teacher
         latents = _fixed_latents(self.num_images, generator.input_shape[-1], self.seed)
-        grid = image_grid(generator(latents, training=False))
-        with self.writer.as_default():
-            tf.summary.image("generated_samples", grid[None], step=epoch + 1)
-        self.writer.flush()
-        if self.image_dir:
-            with fileio.atomic_path(os.path.join(self.image_dir, f"epoch_{epoch + 1:03d}.png")) as tmp:
-                tf.io.write_file(tmp, tf.io.encode_png(grid))
+        images = np.asarray(generator(latents, training=False))
+        if len(teacher.output_shape) == 4:
+            masks = np.argmax(teacher(images, training=False), axis=-1)
+            grid = image_grid(side_by_side(images, masks, num_classes=teacher.output_shape[-1]), stretch=False)
+        else:
+            grid = image_grid(images)
+        _write_picture(self.writer, "generated_samples", grid, epoch,
+                       self.image_dir and os.path.join(self.image_dir, f"epoch_{epoch + 1:03d}.png"))
+
+
+class SegmentationPictures(keras.callbacks.Callback):
+    """Each epoch, draws real images with their true, teacher and student masks.
+
+    Rows of image | ground truth | teacher | student, to TensorBoard and PNG,
+    for a segmentation run with labelled data.
+
+    Args:
+        images: a few real images, in the teacher's input convention.
+        labels: their `(n, h, w)` label maps.
+        log_dir: TensorBoard directory; pictures go to its `samples` subfolder.
+        image_dir: folder for `real_epoch_NNN.png` files (None for none).
+
+    Example:
+    >>> SegmentationPictures(test_images[:8], test_labels[:8], "runs/x/logs", "runs/x/samples")
+    """
+
+    def __init__(self, images, labels, log_dir, image_dir=None):
+        super().__init__()
+        self.images, self.labels = np.asarray(images), np.asarray(labels)
+        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "samples"))
+        self.image_dir = image_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        distiller = self.model
+        teacher = np.argmax(distiller.teacher(self.images, training=False), axis=-1)
+        student = np.argmax(distiller.student(self.images, training=False), axis=-1)
+        rows = side_by_side(self.images, self.labels, teacher, student,
+                            num_classes=distiller.teacher.output_shape[-1])
+        _write_picture(self.writer, "real_images_truth_teacher_student", image_grid(rows, stretch=False), epoch,
+                       self.image_dir and os.path.join(self.image_dir, f"real_epoch_{epoch + 1:03d}.png"))
+
+
+def _write_picture(writer, name, picture, epoch, png_path=None):
+    with writer.as_default():
+        tf.summary.image(name, picture[None], step=epoch + 1)
+    writer.flush()
+    if png_path:
+        with fileio.atomic_path(png_path) as tmp:
+            tf.io.write_file(tmp, tf.io.encode_png(picture))
 
 
 class GeneratedAgreement(keras.callbacks.Callback):
@@ -71,7 +150,7 @@ class GeneratedAgreement(keras.callbacks.Callback):
 
     The fraction of a fixed bank of generated images (fixed noise through the
     current generator, in inference mode) on which the student's top-1 class
-    equals the teacher's. The generator is trained to find images where the two
+    equals the teacher's (for segmentation, the fraction of their pixels). The generator is trained to find images where the two
     disagree, so a student that agrees on them has caught up with the hardest
     samples the run can make. Put this callback before any that reads it.
 
@@ -98,7 +177,7 @@ class GeneratedAgreement(keras.callbacks.Callback):
             images = distiller.generator(latents[start:start + self.batch_size], training=False)
             teacher = np.argmax(distiller.teacher(images, training=False), axis=-1)
             student = np.argmax(distiller.student(images, training=False), axis=-1)
-            agree += int(np.sum(teacher == student))
+            agree += float(np.mean(teacher == student)) * len(images)
         if logs is not None:
             logs["gen_agreement"] = agree / self.num_samples
 

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from dfad_tf import distribute, losses, objectives
+from dfad_tf import distribute, losses, models, objectives
 
 
 class DataFreeDistiller(keras.Model):
@@ -40,6 +40,10 @@ class DataFreeDistiller(keras.Model):
     `evaluate()` and `validation_data` take real labelled images and measure
     the student. Calling the distiller calls the student.
 
+    Teacher and student may be classifiers or segmentation models alike: the
+    discrepancy compares their logits, per image or per pixel. Models that
+    take any image size are fed generated images of the generator's size.
+
     Args:
         teacher: trained `keras.Model`; frozen by the constructor.
         student: `keras.Model` with the teacher's input and output shapes.
@@ -63,6 +67,8 @@ class DataFreeDistiller(keras.Model):
                   validation_data=test_images_and_labels)
     distiller.student.save("student.keras")
     ```
+    For segmentation, measure the student by mean IoU instead:
+    `metrics=[keras.metrics.MeanIoU(11, ignore_class=255, sparse_y_pred=False)]`.
     """
 
     def __init__(self, teacher, student, generator, imitation_steps=5, seed=0,
@@ -73,7 +79,7 @@ class DataFreeDistiller(keras.Model):
                 raise ValueError(f"{role} must be a keras.Model, got {type(model).__name__}")
         _check_shapes("input", teacher.input_shape, student.input_shape)
         _check_shapes("output", teacher.output_shape, student.output_shape)
-        if tuple(generator.output_shape[1:]) != tuple(teacher.input_shape[1:]):
+        if not models.takes(teacher, generator.output_shape[1:]):
             raise ValueError(
                 f"generator makes images of shape {generator.output_shape[1:]} but the "
                 f"teacher takes {teacher.input_shape[1:]}"

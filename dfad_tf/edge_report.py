@@ -1,4 +1,4 @@
-"""What an exported student costs and how faithful it is: size, accuracy, agreement, latency."""
+"""What an exported student costs and how faithful it is: size, accuracy (or mean IoU), agreement, latency."""
 
 import os
 
@@ -8,7 +8,7 @@ from dfad_tf import evaluation
 from dfad_tf.export import TFLiteModel
 
 
-def measure(student, tflite_files, images, labels=None, latency_repeats=50):
+def measure(student, tflite_files, images, labels=None, spec=None, latency_repeats=50):
     """Measures TFLite files against their Keras student on the same images.
 
     Args:
@@ -17,22 +17,30 @@ def measure(student, tflite_files, images, labels=None, latency_repeats=50):
         images: float images `(n, h, w, c)` (held-out images, or generated
             ones when there are no labels).
         labels: integer labels for accuracy, or None.
+        spec: the labels' `DatasetSpec`: segmentation labels are scored by
+            mean IoU (`miou`) instead of accuracy.
         latency_repeats: single-image runs behind each latency median.
 
     Returns:
         A list of rows (dicts): name, file, size_bytes, size_vs_float32,
-        accuracy (if labels), agreement (top-1 with Keras), max_logit_diff,
+        accuracy or miou (if labels), agreement (top-1 with Keras, per pixel
+        for segmentation), max_logit_diff,
         latency_ms (median per image on this CPU).
 
     Example:
     >>> rows = measure(student, {"float32": "student.tflite", "int8": "student_int8.tflite"}, x, y)
     >>> print(format_table(rows))
     """
-    reference = evaluation.predict(student, images)
+    metric = evaluation.metric_name(spec) if spec is not None else "accuracy"
+
+    def score(outputs):
+        return {metric: evaluation.score(outputs, labels, spec) if spec else evaluation.accuracy(outputs, labels)}
+
+    reference = evaluation.predict(student, images, batch_size=32)
     float_size = os.path.getsize(tflite_files["float32"]) if "float32" in tflite_files else None
     rows = [{"name": "keras", "file": None, "size_bytes": None, "size_vs_float32": None,
              "agreement": 1.0, "max_logit_diff": 0.0, "latency_ms": None,
-             **({"accuracy": evaluation.accuracy(reference, labels)} if labels is not None else {})}]
+             **(score(reference) if labels is not None else {})}]
     for name, path in tflite_files.items():
         model = TFLiteModel(path)
         outputs = model.predict(images)
@@ -45,14 +53,14 @@ def measure(student, tflite_files, images, labels=None, latency_repeats=50):
             "latency_ms": round(model.latency_ms(images[0], latency_repeats), 4),
         }
         if labels is not None:
-            row["accuracy"] = evaluation.accuracy(outputs, labels)
+            row.update(score(outputs))
         rows.append(row)
     return rows
 
 
 def format_table(rows):
     """The rows of `measure` as a fixed-width text table."""
-    columns = [("name", "{}"), ("size_bytes", "{:,}"), ("size_vs_float32", "{:.3f}"), ("accuracy", "{:.4f}"),
+    columns = [("name", "{}"), ("size_bytes", "{:,}"), ("size_vs_float32", "{:.3f}"), ("accuracy", "{:.4f}"), ("miou", "{:.4f}"),
                ("agreement", "{:.4f}"), ("max_logit_diff", "{:.4f}"), ("latency_ms", "{:.4f}")]
     columns = [(key, fmt) for key, fmt in columns if any(key in row for row in rows)]
     cells = [[key for key, _ in columns]]

@@ -1,4 +1,4 @@
-"""Held-out evaluation of Keras and TFLite classifiers."""
+"""Held-out evaluation of Keras and TFLite models: top-1 accuracy, or mean IoU for segmentation."""
 
 import numpy as np
 
@@ -12,6 +12,53 @@ def arrays(dataset):
 def accuracy(logits, labels):
     """Top-1 accuracy of `logits` (`(n, ..., classes)`) against integer `labels`."""
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def mean_iou(logits, labels, num_classes, ignore_label=None):
+    """Mean intersection over union of per-pixel predictions, over the whole set.
+
+    Intersections and unions are summed over all images before dividing (the
+    paper's "mIoU on the whole test set"); classes absent from both the labels
+    and the predictions are left out of the mean, and pixels labelled
+    `ignore_label` count nowhere.
+
+    Args:
+        logits: `(n, h, w, num_classes)` scores.
+        labels: `(n, h, w)` integer labels.
+        num_classes: number of classes.
+        ignore_label: label of pixels to skip (e.g. 255), or None.
+
+    Example:
+    >>> mean_iou(np.eye(2)[[[0, 1]]], np.array([[0, 0]]), 2)
+    0.25
+    """
+    predictions = np.argmax(logits, axis=-1).ravel()
+    labels = np.asarray(labels).ravel()
+    if ignore_label is not None:
+        keep = labels != ignore_label
+        predictions, labels = predictions[keep], labels[keep]
+    confusion = np.bincount(labels * num_classes + predictions, minlength=num_classes**2)
+    confusion = confusion.reshape(num_classes, num_classes)
+    intersection = np.diag(confusion)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - intersection
+    present = union > 0
+    return float(np.mean(intersection[present] / union[present])) if present.any() else 0.0
+
+
+def metric_name(spec):
+    """What a dataset's models are measured by: "accuracy", or "miou" for segmentation."""
+    return "miou" if spec.task == "segmentation" else "accuracy"
+
+
+def score(logits, labels, spec):
+    """`metric_name(spec)` of `logits` against `labels`, for the dataset of `spec`.
+
+    Example:
+    >>> score(student_logits, labels, data.spec("camvid"))  # mean IoU, void pixels ignored
+    """
+    if spec.task == "segmentation":
+        return mean_iou(logits, labels, spec.num_classes, spec.ignore_label)
+    return accuracy(logits, labels)
 
 
 def predict(model, images, batch_size=512):
@@ -33,3 +80,8 @@ def model_accuracy(model, images, labels, batch_size=512):
     0.99
     """
     return accuracy(predict(model, images, batch_size), labels)
+
+
+def model_score(model, images, labels, spec, batch_size=32):
+    """`score` of a Keras model in inference mode (accuracy, or mean IoU)."""
+    return score(predict(model, images, batch_size), labels, spec)

@@ -30,14 +30,20 @@ def _layer_macs(layer):
     return height * width * kernel[0] * kernel[1] * kernel[2] * kernel[3]
 
 
-def macs_per_image(model):
+def macs_per_image(model, image_shape=None):
     """Multiply-accumulates of one image through the convolutions and dense layers.
 
     The papers' "FLOPs" (LeNet-5 433K, ResNet-34-8x 1.16G) count the same
     multiply-adds, plus small extras for pooling and activations.
 
+    Args:
+        model: a functional Keras model.
+        image_shape: `(height, width, channels)` to count at, for a model that
+            takes any image size (a segmentation model); ignored otherwise.
+
     Returns:
-        An int, or None when the model hides its layers (a SavedModel, say).
+        An int, or None when the model hides its layers (a SavedModel, say)
+        or takes any size and no `image_shape` is given.
 
     Example:
     >>> macs_per_image(models.build_classifier("lenet5", (32, 32, 1), 10))
@@ -45,6 +51,11 @@ def macs_per_image(model):
     """
     if any(type(layer).__name__ == "TFSMLayer" for layer in _layers(model)):
         return None
+    if None in model.input_shape[1:]:
+        if image_shape is None:
+            return None
+        # The same layers on a fixed-size input: every layer's output size becomes known.
+        model = keras.models.clone_model(model, input_tensors=keras.Input(tuple(image_shape)))
     return int(sum(_layer_macs(layer) for layer in _layers(model)))
 
 

@@ -15,10 +15,13 @@ NO_DATASET = "none"
 
 flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
                   "Labelled dataset for training a teacher and for held-out evaluation. "
-                  "'digits' is scikit-learn's bundled handwritten digits (offline); others load through "
-                  "tensorflow_datasets from --data_dir. Distillation itself never reads its images; "
+                  "'digits' is scikit-learn's bundled handwritten digits (offline) and 'shapes' a procedural "
+                  "segmentation set (offline); camvid and nyuv2 (segmentation) read a local folder given by "
+                  "--data_dir; the others load through tensorflow_datasets from --data_dir. Distillation "
+                  "itself never reads its images; "
                   f"'{NO_DATASET}' distills with no labelled data at all (needs --teacher).")
-flags.DEFINE_string("data_dir", None, "tensorflow_datasets data directory (default: tfds's own, ~/tensorflow_datasets).")
+flags.DEFINE_string("data_dir", None, "The folder of --dataset=camvid or nyuv2 (layouts in README), or the "
+                                      "tensorflow_datasets data directory (default: tfds's own, ~/tensorflow_datasets).")
 flags.DEFINE_string("model_dir", None, "Output directory of the run (required by train_teacher and distill); created if missing.")
 flags.DEFINE_integer("seed", 0, "Random seed for weights, noise, shuffling and augmentation.")
 
@@ -37,14 +40,33 @@ flags.DEFINE_enum("teacher_input", "normalized", ["normalized", "unit", "symmetr
                   "and the student takes the same inputs as the teacher.")
 flags.DEFINE_list("teacher_input_mean", None, "Per-channel mean for --teacher_input=mean_std, e.g. 0.485,0.456,0.406.")
 flags.DEFINE_list("teacher_input_std", None, "Per-channel std for --teacher_input=mean_std, e.g. 0.229,0.224,0.225.")
+flags.DEFINE_list("image_size", None,
+                  "HEIGHT,WIDTH for a teacher that takes images of any size (segmentation models): of the "
+                  "generated images in distill (default: the training crop of --dataset, 128,128 for camvid and "
+                  "nyuv2), of the image whose multiply-adds inspect counts (default: 256,341, the paper's "
+                  "CamVid and NYUv2 evaluation size).")
+flags.register_validator("image_size", lambda values: values is None or (
+    len(values) == 2 and all(v.isdigit() and int(v) > 0 for v in values)),
+    message="--image_size must be HEIGHT,WIDTH in pixels, e.g. 128,128")
 flags.DEFINE_bool("int8_io", False, "Give the full-integer int8 TFLite model int8 input and output tensors "
                                     "(default: float, quantized inside the model).")
 flags.DEFINE_integer("calibration_images", 512,
                      "Generated images that calibrate the activation ranges of the int8 TFLite model.",
                      lower_bound=1)
 
-flags.DEFINE_enum("teacher_model", "lenet5", sorted(models.CLASSIFIERS),
-                  "Architecture of a teacher trained from scratch.")
+flags.DEFINE_enum("teacher_model", "lenet5", sorted(models.CLASSIFIERS) + sorted(models.SEGMENTERS),
+                  "Architecture of a teacher trained from scratch: a classifier, or a DeepLabV3 segmentation "
+                  "model for a segmentation --dataset (deeplabv3_resnet50 is the paper's).")
+flags.DEFINE_float("teacher_width", 1.0, "Width multiplier of a teacher trained from scratch (a scaled copy; for "
+                                         "deeplabv3_mobilenet_v2, the MobileNet's alpha and the head's width).",
+                   lower_bound=0.01)
+flags.DEFINE_string("teacher_backbone_weights", None,
+                    "Segmentation teachers: a local weights file of the backbone to start from (the paper's teacher "
+                    "starts from ImageNet weights), as keras.applications saves it without its top, e.g. "
+                    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5. Default: from scratch.")
+flags.DEFINE_enum("output_stride", "16", ["8", "16"],
+                  "Segmentation models (teacher and student): input size over the size of the backbone's "
+                  "features; 8 is finer and slower (dilated convolutions).")
 flags.DEFINE_integer("teacher_epochs", 30, "Epochs of teacher training.", lower_bound=1)
 flags.DEFINE_integer("teacher_batch_size", 64, "Batch size of teacher training.", lower_bound=1)
 flags.DEFINE_float("teacher_lr", 0.05, "Initial SGD learning rate of teacher training (cosine decay to 0).")
@@ -122,6 +144,11 @@ def run(main, required=()):
     app.run(report_errors(main))
 
 
+def image_size():
+    """--image_size as `(height, width)`, or None."""
+    return tuple(int(v) for v in FLAGS.image_size) if FLAGS.image_size else None
+
+
 def teacher_input_map(spec):
     """(scale, offset) from --dataset's normalised images to the --teacher_input convention."""
     from dfad_tf import conventions
@@ -167,7 +194,10 @@ def labelled_dataset(split):
 
 def teacher_recipe():
     """The teacher-training flags as keyword arguments of `teacher.train_teacher`."""
-    return dict(epochs=FLAGS.teacher_epochs, batch_size=FLAGS.teacher_batch_size,
+    weights = FLAGS.teacher_backbone_weights
+    if weights and not os.path.isfile(weights):
+        raise FlagError("teacher_backbone_weights", f"{weights}: no such file")
+    return dict(width=FLAGS.teacher_width, output_stride=int(FLAGS.output_stride), backbone_weights=weights, epochs=FLAGS.teacher_epochs, batch_size=FLAGS.teacher_batch_size,
                 learning_rate=FLAGS.teacher_lr, weight_decay=FLAGS.teacher_weight_decay,
                 label_smoothing=FLAGS.teacher_label_smoothing,
                 augment=FLAGS.teacher_augment, decay_epochs=[int(e) for e in FLAGS.teacher_lr_decay_epochs],

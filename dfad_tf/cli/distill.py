@@ -31,9 +31,10 @@ from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("student", "lenet5_half", sorted(models.CLASSIFIERS),
+flags.DEFINE_enum("student", "lenet5_half", sorted(models.CLASSIFIERS) + sorted(models.SEGMENTERS),
                   "Student architecture: the paper's (lenet5_half, resnet18_8x, ...) or an edge network for any "
-                  "teacher (mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large).")
+                  "teacher (mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large); for a segmentation teacher, "
+                  "deeplabv3_mobilenet_v2 (the paper's) or deeplabv3_resnet50.")
 flags.DEFINE_float("student_width", 1.0, "Width multiplier of the student: a scaled copy of a paper network, or "
                                          "a MobileNet's alpha.", lower_bound=0.01)
 flags.DEFINE_enum("generator", "generator_a", sorted(models.GENERATORS),
@@ -141,24 +142,69 @@ def _load_fixed_generator(image_shape):
     return generator
 
 
+def _teacher_task(teacher):
+    """"classification" or "segmentation", from the ranks of the teacher's input and output."""
+    if len(teacher.input_shape) == 4 and len(teacher.output_shape) == 2:
+        return "classification"
+    if len(teacher.input_shape) == 4 and len(teacher.output_shape) == 4:
+        return "segmentation"
+    raise common.FlagError("teacher", f"expected an image classifier (batch, h, w, c) -> (batch, classes) or a "
+                                      f"segmentation model (batch, h, w, c) -> (batch, h, w, classes), got "
+                                      f"{teacher.input_shape} -> {teacher.output_shape}")
+
+
 def _check_teacher(teacher, spec):
-    if len(teacher.input_shape) != 4 or len(teacher.output_shape) != 2:
-        raise common.FlagError("teacher", f"expected an image classifier (batch, h, w, c) -> (batch, classes), "
-                                          f"got {teacher.input_shape} -> {teacher.output_shape}")
+    task = _teacher_task(teacher)
+    if models.task(FLAGS.student) != task:
+        raise common.FlagError("student", f"{FLAGS.student} is a {models.task(FLAGS.student)} model but the teacher "
+                                          f"is a {task} model; choose a {task} student")
     if spec is None:
         return
-    if tuple(teacher.input_shape[1:]) != tuple(spec.image_shape):
-        raise common.FlagError("teacher", f"takes images of shape {tuple(teacher.input_shape[1:])} but "
-                                          f"--dataset={FLAGS.dataset} has {spec.image_shape}")
+    if task != spec.task:
+        raise common.FlagError("teacher", f"is a {task} model but --dataset={FLAGS.dataset} is {spec.task}")
+    for shape in {spec.image_shape, spec.eval_shape or spec.image_shape}:
+        if not models.takes(teacher, shape):
+            raise common.FlagError("teacher", f"takes images of shape {tuple(teacher.input_shape[1:])} but "
+                                              f"--dataset={FLAGS.dataset} has {shape}")
     if teacher.output_shape[-1] != spec.num_classes:
         raise common.FlagError("teacher", f"predicts {teacher.output_shape[-1]} classes but "
                                           f"--dataset={FLAGS.dataset} has {spec.num_classes}")
 
 
+def _generated_shape(teacher, spec):
+    """(height, width, channels) of the generated images: the teacher's own size, else --image_size or the crop."""
+    if None not in teacher.input_shape[1:]:
+        if common.image_size() and common.image_size() != tuple(teacher.input_shape[1:3]):
+            raise common.FlagError("image_size", f"the teacher only takes images of shape "
+                                                 f"{tuple(teacher.input_shape[1:])}")
+        return tuple(teacher.input_shape[1:])
+    if common.image_size():
+        flag, shape = "image_size", (*common.image_size(), teacher.input_shape[-1])
+    elif spec is not None:
+        flag, shape = "dataset", tuple(spec.image_shape)
+    else:
+        raise common.FlagError("image_size", "the teacher takes images of any size: say which to generate, e.g. "
+                                             "--image_size=128,128")
+    return _check_runs(teacher, shape, flag)
+
+
+def _check_runs(model, shape, flag):
+    """`shape` if `model` runs on one image of it; else a FlagError naming `flag` (e.g. too small for its strides)."""
+    import numpy as np
+
+    try:
+        model(np.zeros((1, *shape), "float32"), training=False)
+    except Exception as error:  # TensorFlow raises many types for shapes a network cannot take
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise common.FlagError(flag, f"the teacher cannot take {shape[0]}x{shape[1]} images ({reason[:120]}); "
+                                     f"use a larger size") from error
+    return shape
+
+
 def configuration():
     """The flags that define this run, as recorded in student.json and metrics.json."""
     names = ["dataset", "teacher", "teacher_input", "teacher_input_mean", "teacher_input_std", "student",
-             "student_width", "generator", "generator_width", "latent_dim", "batch_size",
+             "student_width", "output_stride", "image_size", "generator", "generator_width", "latent_dim", "batch_size",
              "imitation_steps", "iterations_per_epoch", "epochs", "student_lr", "student_momentum",
              "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss",
              "generator_loss_weights", "fixed_generator", "seed", "strategy", "sync_batchnorm", "mixed_precision",
@@ -177,10 +223,10 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
     _check_teacher(teacher, spec)
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)  # the teacher keeps its own
     keras.utils.set_random_seed(FLAGS.seed)
-    image_shape = tuple(teacher.input_shape[1:])
+    image_shape = _generated_shape(teacher, spec)
     try:
-        student = models.build_classifier(FLAGS.student, image_shape, teacher.output_shape[-1],
-                                          width=FLAGS.student_width)
+        student = models.build_model(FLAGS.student, image_shape, teacher.output_shape[-1], width=FLAGS.student_width,
+                                     output_stride=int(FLAGS.output_stride))
     except ValueError as error:  # e.g. a MobileNet on images smaller than 32x32
         raise common.FlagError("student", f"cannot build {FLAGS.student} for inputs {image_shape}: {error}") from error
     if FLAGS.fixed_generator:
@@ -199,14 +245,28 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
                 momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
                 decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
                 imitation_steps=FLAGS.imitation_steps),
-            loss=FLAGS.loss, metrics=["accuracy"] if spec is not None else None,
+            loss=FLAGS.loss, metrics=_student_metrics(spec),
             generator_loss_weights=_parse_weights(FLAGS.generator_loss_weights), jit_compile=FLAGS.jit_compile)
     except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
         raise common.FlagError("generator_loss_weights", str(error)) from error
     return distiller
 
 
-def _callbacks(model_dir, best, writes_files):
+def _student_metrics(spec):
+    """The student's held-out metric in `fit`'s logs (val_accuracy or val_miou), if there is labelled data."""
+    import keras
+
+    from dfad_tf import evaluation
+
+    if spec is None:
+        return None
+    if spec.task == "segmentation":
+        return [keras.metrics.MeanIoU(spec.num_classes, name=evaluation.metric_name(spec),
+                                      ignore_class=spec.ignore_label, sparse_y_pred=False)]
+    return ["accuracy"]
+
+
+def _callbacks(model_dir, best, writes_files, test_data, spec):
     """The run's side jobs; a multi-worker run's non-chief workers only train and restore."""
     import keras
 
@@ -217,14 +277,19 @@ def _callbacks(model_dir, best, writes_files):
         return [keras.callbacks.TerminateOnNaN(), backup]
     if backup.exists:
         print(f"Resuming the interrupted run in {backup.backup_dir}")
-    logs = os.path.join(model_dir, "logs")
+    logs, samples = os.path.join(model_dir, "logs"), os.path.join(model_dir, "samples")
+    pictures = []
+    if spec is not None and spec.task == "segmentation":
+        images, labels = test_data
+        pictures.append(callbacks.SegmentationPictures(images[:8], labels[:8], logs, samples))
     return [
         keras.callbacks.TerminateOnNaN(),
         callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),  # before `best`, which may monitor it
         best,
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=backup.exists),
         keras.callbacks.TensorBoard(logs),
-        callbacks.GeneratedImages(logs, os.path.join(model_dir, "samples"), seed=FLAGS.seed),
+        callbacks.GeneratedImages(logs, samples, seed=FLAGS.seed),
+        *pictures,
         backup,  # last: an epoch is backed up once every other side job is done with it
     ]
 
@@ -264,11 +329,13 @@ def _export(model_dir, student, generator, replaced):
                                  seed=FLAGS.seed)
 
 
-def _metrics(model_dir, distiller, student, best, history, seconds, test_data):
+def _metrics(model_dir, distiller, student, best, history, seconds, test_data, spec):
     from dfad_tf import evaluation
 
     record = best.record
     iterations = len(history.epoch) * FLAGS.iterations_per_epoch
+    metric = evaluation.metric_name(spec) if spec is not None else "accuracy"
+    measure = "mean IoU" if metric == "miou" else "accuracy"
     metrics = {
         "config": record["config"],
         "selection": {"monitor": record["monitor"], "value": record["value"], "epoch": record["epoch"]},
@@ -277,23 +344,23 @@ def _metrics(model_dir, distiller, student, best, history, seconds, test_data):
                      "total_iterations": int(distiller.iteration.numpy()),  # including those before a resume
                      "replaced_student": best.improved},
         "notes": {
-            "student_accuracy": "held-out accuracy of the exported student (student.keras) itself",
-            "best_epoch_accuracy": "the paper's protocol: the best held-out accuracy over the epochs of "
-                                   "distillation; equal to student_accuracy when selection.monitor is val_accuracy",
-            "selection": "student.keras is the student of the epoch with the best selection.monitor: val_accuracy "
-                         "(held-out accuracy) with labelled data, else gen_agreement (top-1 agreement with the "
-                         "teacher on a fixed bank of generated images)",
+            f"student_{metric}": f"held-out {measure} of the exported student (student.keras) itself",
+            f"best_epoch_{metric}": f"the paper's protocol: the best held-out {measure} over the epochs of "
+                                    f"distillation; equal to student_{metric} when selection.monitor is val_{metric}",
+            "selection": f"student.keras is the student of the epoch with the best selection.monitor: val_{metric} "
+                         f"(held-out {measure}) with labelled data, else gen_agreement (top-1 agreement with the "
+                         "teacher on a fixed bank of generated images, per pixel for segmentation)",
         },
     }
     if test_data is not None:
         images, labels = test_data
-        metrics["teacher_accuracy"] = evaluation.model_accuracy(distiller.teacher, images, labels)
-        metrics["student_accuracy"] = evaluation.model_accuracy(student, images, labels)
-        if record["monitor"] == "val_accuracy":
-            metrics["best_epoch_accuracy"] = record["value"]
+        metrics[f"teacher_{metric}"] = evaluation.model_score(distiller.teacher, images, labels, spec)
+        metrics[f"student_{metric}"] = evaluation.model_score(student, images, labels, spec)
+        if record["monitor"] == f"val_{metric}":
+            metrics[f"best_epoch_{metric}"] = record["value"]
         if "float32" in FLAGS.export:
             logits = export.tflite_predict(os.path.join(model_dir, export.tflite_filename("float32")), images)
-            metrics["student_tflite_accuracy"] = evaluation.accuracy(logits, labels)
+            metrics[f"student_tflite_{metric}"] = evaluation.score(logits, labels, spec)
     return metrics
 
 
@@ -322,13 +389,15 @@ def main(argv):
         distiller = _build_distiller(model_dir, spec, input_map, sync_batchnorm)
 
     student_path = os.path.join(model_dir, "student.keras")
-    best = callbacks.BestStudentCheckpoint(student_path, monitor="val_accuracy" if has_data else "gen_agreement",
+    monitor = f"val_{evaluation.metric_name(spec)}" if has_data else "gen_agreement"
+    best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
                                            extra_record={"config": configuration()},
                                            generator_path=os.path.join(model_dir, "generator.keras"))
     started = time.time()
     history = distiller.fit(batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch,
                             epochs=FLAGS.epochs, validation_data=test_data,
-                            callbacks=_callbacks(model_dir, best, writes_files), verbose=common.verbosity())
+                            callbacks=_callbacks(model_dir, best, writes_files, test_data, spec),
+                            verbose=common.verbosity())
     seconds = time.time() - started
     if not writes_files:
         print(f"Worker finished {int(distiller.iteration.numpy())} iterations; the chief writes the results")
@@ -341,11 +410,11 @@ def main(argv):
     student = keras.saving.load_model(student_path)
     generator = keras.saving.load_model(os.path.join(model_dir, "generator.keras"))
     _export(model_dir, student, generator, replaced=best.improved)
-    metrics = _metrics(model_dir, distiller, student, best, history, seconds, test_data)
+    metrics = _metrics(model_dir, distiller, student, best, history, seconds, test_data, spec)
     metrics_path = os.path.join(model_dir, "metrics.json")
     fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), **metrics})
-    summary = ", ".join(f"{key} {metrics[key]:.4f}" for key in
-                        ("teacher_accuracy", "student_accuracy", "student_tflite_accuracy") if key in metrics)
+    summary = ", ".join(f"{key} {metrics[key]:.4f}" for key in metrics
+                        if key.startswith(("teacher_", "student_")) and isinstance(metrics[key], float))
     selection = metrics["selection"]
     print(f"Best student chosen by {selection['monitor']} = {selection['value']:.4f} (epoch {selection['epoch']})"
           f"{'; ' + summary if summary else ''}. Results in {metrics_path}")

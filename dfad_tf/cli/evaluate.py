@@ -1,8 +1,8 @@
-"""Measure a classifier's top-1 accuracy on a held-out split.
+"""Measure a classifier's top-1 accuracy, or a segmentation model's mean IoU, on a held-out split.
 
 Takes a .keras/.h5 file, a SavedModel directory or a .tflite file (run with
 ai_edge_litert) and prints one JSON line: {"model", "dataset", "split",
-"accuracy", "examples"}.
+"accuracy" (or "miou"), "examples"}.
 
 Example:
   dfad-evaluate --model=runs/digits/student.tflite --dataset=digits
@@ -25,7 +25,7 @@ def main(argv):
     del argv
     import os
 
-    from dfad_tf import data, evaluation, export, model_files
+    from dfad_tf import data, evaluation, export, model_files, models
 
     images, labels = evaluation.arrays(common.labelled_dataset(FLAGS.split))
     spec = data.spec(FLAGS.dataset)
@@ -41,15 +41,16 @@ def main(argv):
             model = model_files.load_model(FLAGS.model, safe_mode=not FLAGS.allow_unsafe_model)
         except model_files.ModelFileError as error:
             raise common.FlagError("model", str(error)) from error
-        if tuple(model.input_shape[1:]) != tuple(spec.image_shape):
+        if not models.takes(model, images.shape[1:]):
             raise common.FlagError("model", f"takes images of shape {tuple(model.input_shape[1:])} but "
-                                            f"--dataset={FLAGS.dataset} has {spec.image_shape}")
-        logits = evaluation.predict(model, images)
-    if logits.shape[-1] != spec.num_classes:
-        raise common.FlagError("model", f"predicts {logits.shape[-1]} classes but --dataset={FLAGS.dataset} "
-                                        f"has {spec.num_classes}")
+                                            f"--dataset={FLAGS.dataset} has {images.shape[1:]}")
+        logits = evaluation.predict(model, images, batch_size=32)
+    if logits.shape[-1] != spec.num_classes or logits.ndim != labels.ndim + 1:
+        raise common.FlagError("model", f"outputs shape {logits.shape[1:]} but --dataset={FLAGS.dataset} is "
+                                        f"{spec.task} into {spec.num_classes} classes")
     print(json.dumps({"model": FLAGS.model, "dataset": FLAGS.dataset, "split": FLAGS.split,
-                      "accuracy": evaluation.accuracy(logits, labels), "examples": int(len(labels))}))
+                      evaluation.metric_name(spec): evaluation.score(logits, labels, spec),
+                      "examples": int(len(labels))}))
 
 
 def run():

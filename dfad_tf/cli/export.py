@@ -7,7 +7,7 @@ is calibrated on images from the run's trained generator, so no real data is
 needed. --qat_iterations=N adds student_qat_int8.tflite: the student fine-tuned
 quantization-aware by N more data-free DFAD iterations, then converted.
 
-Then it measures each file (size, held-out accuracy with --dataset, top-1
+Then it measures each file (size, held-out accuracy or mean IoU with --dataset, top-1
 agreement and largest logit difference against the Keras student, median
 latency per image on this CPU), prints a table and writes export_report.json.
 For comparison the report adds two int8 references that are not shipped: one
@@ -74,7 +74,7 @@ def _run_config():
     return record.get("config", {})
 
 
-def _references(student, output_dir, input_map, has_data):
+def _references(student, output_dir, input_map, has_data, shape):
     """int8 files calibrated on noise and on real training images, for the report only."""
     import numpy as np
 
@@ -82,7 +82,7 @@ def _references(student, output_dir, input_map, has_data):
 
     count = FLAGS.calibration_images
     sources = {"int8_noise_calibrated": np.random.default_rng(FLAGS.seed).standard_normal(
-        (count, *student.input_shape[1:])).astype("float32")}
+        (count, *shape)).astype("float32")}
     if has_data:
         sources["int8_real_calibrated"] = evaluation.arrays(common.labelled_dataset("train").take(count))[0]
     sources = {name: conventions.adapt_images(images, *input_map) for name, images in sources.items()}
@@ -98,13 +98,17 @@ def main(argv):
     from dfad_tf import conventions, data, edge_report, evaluation, fileio, qat
 
     student = _load("student_path", "student.keras")
+    if FLAGS.qat_iterations and len(student.output_shape) == 4:
+        raise common.FlagError("qat_iterations", "quantization-aware training supports the classifier students "
+                                                 "only; export a segmentation student with --qat_iterations=0")
     has_data = FLAGS.dataset != common.NO_DATASET
     needs_generator = "int8" in FLAGS.variants or FLAGS.qat_iterations or FLAGS.references or not has_data
     generator = _load("generator_path", "generator.keras") if needs_generator else None
     teacher = common.load_teacher(_path("teacher", "teacher.keras")) if FLAGS.qat_iterations else None
     output_dir = FLAGS.output_dir or FLAGS.run_dir or os.path.dirname(os.path.abspath(FLAGS.student_path))
     labels = None
-    input_map = common.teacher_input_map(data.spec(FLAGS.dataset) if has_data else None)
+    spec = data.spec(FLAGS.dataset) if has_data else None
+    input_map = common.teacher_input_map(spec)
     if has_data:
         images, labels = evaluation.arrays(common.labelled_dataset("test"))
         images = conventions.adapt_images(images, *input_map)
@@ -128,8 +132,8 @@ def main(argv):
     with tempfile.TemporaryDirectory() as scratch:
         measured = dict(files)
         if FLAGS.references:
-            measured.update(_references(student, scratch, input_map, has_data))
-        rows = edge_report.measure(student, measured, images, labels)
+            measured.update(_references(student, scratch, input_map, has_data, images.shape[1:]))
+        rows = edge_report.measure(student, measured, images, labels, spec)
     for row in rows:
         if row["name"].endswith("_calibrated"):
             row["file"] = None  # a reference, not shipped

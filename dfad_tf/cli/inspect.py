@@ -1,9 +1,11 @@
 """Describe a teacher, and what each registered student would cost for it.
 
 For the --teacher file: input shape and a guess at its input convention, output
-shape, parameters, multiply-accumulates per image (the papers' "FLOPs") and the
-number of BatchNorm layers. Then, for every registered student built for the
-teacher's input shape and class count: parameters, multiply-accumulates, and
+shape, parameters, multiply-accumulates per image (the papers' "FLOPs"; for a
+segmentation model, which takes any size, per --image_size image, default
+256x341) and the number of BatchNorm layers. Then, for every registered student
+of the teacher's kind (classifiers, or DeepLabV3 segmentation models) built for
+its input shape and class count: parameters, multiply-accumulates, and
 estimated float32 and int8 TFLite sizes (4 and 1 bytes per parameter, before
 the file's few KB of fixed overhead). A table, or JSON with --json.
 
@@ -19,14 +21,16 @@ from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
 
+PAPER_SEGMENTATION_SIZE = (256, 341)  # CamVid and NYUv2 evaluation images (paper Table 7)
+
 flags.DEFINE_bool("json", False, "Print one JSON object instead of tables.")
 
 
-def describe(model):
+def describe(model, image_shape):
     from dfad_tf import profile
 
     return {"name": model.name, "input_shape": list(model.input_shape[1:]), "output_shape": list(model.output_shape[1:]),
-            "parameters": int(model.count_params()), "macs_per_image": profile.macs_per_image(model),
+            "parameters": int(model.count_params()), "macs_per_image": profile.macs_per_image(model, image_shape),
             "batchnorm_layers": profile.batchnorm_layers(model)}
 
 
@@ -37,16 +41,20 @@ def main(argv):
     if not FLAGS.teacher:
         raise common.FlagError("teacher", "give the model to inspect (a .keras or .h5 file, or a SavedModel directory)")
     teacher = common.load_teacher(FLAGS.teacher)
-    report = {"teacher": {**describe(teacher), "input_convention": profile.input_convention_guess(teacher)},
-              "students": []}
     input_shape, classes = tuple(teacher.input_shape[1:]), teacher.output_shape[-1]
-    for name in sorted(models.CLASSIFIERS):
+    counted_shape = (*(common.image_size() or PAPER_SEGMENTATION_SIZE), input_shape[-1])
+    report = {"teacher": {**describe(teacher, counted_shape),
+                          "input_convention": profile.input_convention_guess(teacher)}, "students": []}
+    if None in input_shape:
+        report["macs_counted_at"] = list(counted_shape)
+    segmenting = len(teacher.output_shape) == 4
+    for name in sorted(models.SEGMENTERS if segmenting else models.CLASSIFIERS):
         try:
-            student = models.build_classifier(name, input_shape, classes)
+            student = models.build_model(name, input_shape, classes)
         except ValueError as error:  # e.g. LeNet-5 or a MobileNet on too small an image
             report["students"].append({"name": name, "unavailable": str(error).splitlines()[0]})
             continue
-        row = describe(student)
+        row = describe(student, counted_shape)
         row.update(float32_bytes_estimate=4 * row["parameters"], int8_bytes_estimate=row["parameters"])
         report["students"].append(row)
     if FLAGS.json:
@@ -54,16 +62,17 @@ def main(argv):
         return
     t = report["teacher"]
     macs = f"{t['macs_per_image']:,}" if t["macs_per_image"] is not None else "unknown"
+    at = f" (at {tuple(report['macs_counted_at'])})" if "macs_counted_at" in report else ""
     print(f"Teacher {FLAGS.teacher} ({t['name']}): input {tuple(t['input_shape'])}, output {tuple(t['output_shape'])}, "
-          f"{t['parameters']:,} parameters, {macs} multiply-adds per image, {t['batchnorm_layers']} BatchNorm layers\n"
-          f"Input convention: {t['input_convention']}\n")
-    header = f"{'student':<20}{'parameters':>13}{'multiply-adds':>16}{'float32 bytes':>15}{'int8 bytes':>13}"
+          f"{t['parameters']:,} parameters, {macs} multiply-adds per image{at}, {t['batchnorm_layers']} BatchNorm "
+          f"layers\nInput convention: {t['input_convention']}\n")
+    header = f"{'student':<24}{'parameters':>13}{'multiply-adds':>16}{'float32 bytes':>15}{'int8 bytes':>13}"
     print(header)
     for row in report["students"]:
         if "unavailable" in row:
-            print(f"{row['name']:<20}  unavailable for this input: {row['unavailable'][:60]}")
+            print(f"{row['name']:<24}  unavailable for this input: {row['unavailable'][:60]}")
         else:
-            print(f"{row['name']:<20}{row['parameters']:>13,}{row['macs_per_image']:>16,}"
+            print(f"{row['name']:<24}{row['parameters']:>13,}{row['macs_per_image']:>16,}"
                   f"{row['float32_bytes_estimate']:>15,}{row['int8_bytes_estimate']:>13,}")
 
 

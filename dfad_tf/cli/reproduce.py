@@ -1,7 +1,8 @@
 """Reproduce the paper's experiments: methods x seeds with the paper's protocol.
 
 Every run (a "cell": one method or variant, one seed) distils the same teacher
-into a fresh student and records its best held-out accuracy over the epochs;
+into a fresh student and records its best held-out accuracy (mean IoU for a
+segmentation dataset) over the epochs;
 each row of the table is the mean +- standard deviation over seeds, as in the
 paper's Table 2. All distillation flags (--flagfile=flags/digits.cfg, ...)
 configure the runs; methods only change what they must:
@@ -91,12 +92,19 @@ def _cell_dir(variant, seed):
     return os.path.join(FLAGS.model_dir, study, variant, f"seed_{seed}")
 
 
+def _metric():
+    """What --dataset's students are measured by: "accuracy", or "miou" for segmentation."""
+    from dfad_tf import data, evaluation
+
+    return evaluation.metric_name(data.spec(FLAGS.dataset))
+
+
 def _distill_cell(cell_dir, seed, overrides, teacher_path):
-    """A `distill` run in `cell_dir`; returns held-out accuracy per epoch."""
+    """A `distill` run in `cell_dir`; returns the held-out metric per epoch."""
     with flagsaver.flagsaver(model_dir=cell_dir, teacher=teacher_path, seed=seed, export=[], **overrides):
         distill.main(["distill"])
     with open(os.path.join(cell_dir, "history.csv")) as file:
-        return [float(row["val_accuracy"]) for row in csv.DictReader(file)]
+        return [float(row[f"val_{_metric()}"]) for row in csv.DictReader(file)]
 
 
 def _images(flag, spec, count):
@@ -119,7 +127,7 @@ def _images(flag, spec, count):
 
 
 def _kd_cell(method, seed, teacher, test_data):
-    """A KD baseline run; returns held-out accuracy per epoch."""
+    """A KD baseline run; returns the held-out metric per epoch."""
     import keras
 
     from dfad_tf import baselines, conventions, data, evaluation, models
@@ -132,21 +140,23 @@ def _kd_cell(method, seed, teacher, test_data):
         images, labels = _images("related_data" if method == "kd_rel" else "unrelated_data", spec, len(labels)), None
     images = conventions.adapt_images(images, *common.teacher_input_map(spec))  # what the teacher takes
     keras.utils.set_random_seed(seed)
-    student = models.build_classifier(FLAGS.student, spec.image_shape, spec.num_classes, width=FLAGS.student_width)
+    student = models.build_model(FLAGS.student, spec.image_shape, spec.num_classes, width=FLAGS.student_width,
+                                 output_stride=int(FLAGS.output_stride))
     history = baselines.knowledge_distillation(
-        teacher, student, images, labels, validation_data=test_data, epochs=FLAGS.epochs,
+        teacher, student, images, labels, validation_data=test_data, spec=spec, epochs=FLAGS.epochs,
         steps_per_epoch=FLAGS.iterations_per_epoch * FLAGS.imitation_steps, batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.student_lr, momentum=FLAGS.student_momentum, temperature=FLAGS.kd_temperature,
         seed=seed, verbose=common.verbosity())
-    return [float(value) for value in history.history["val_accuracy"]]
+    return [float(value) for value in history.history[f"val_{evaluation.metric_name(spec)}"]]
 
 
 def _summary(results):
     """Markdown table and CSV text of `results`: {variant: {seed: curve}}."""
-    lines = ["| method | best accuracy (mean +- std) | runs | per seed |", "| --- | --- | --- | --- |"]
+    metric = _metric()
+    lines = [f"| method | best {metric} (mean +- std) | runs | per seed |", "| --- | --- | --- | --- |"]
     rows = io.StringIO()
     writer = csv.writer(rows)
-    writer.writerow(["method", "seed", "best_accuracy", "epochs"])
+    writer.writerow(["method", "seed", f"best_{metric}", "epochs"])
     for variant, curves in results.items():
         best = [max(curve) for curve in curves.values()]
         lines.append(f"| {variant} | {np.mean(best):.3f} +- {np.std(best):.3f} | {len(best)} | "
@@ -169,7 +179,7 @@ def _plot(results, path):
         length = min(len(curve) for curve in curves.values())
         mean = np.mean([curve[:length] for curve in curves.values()], axis=0)
         axes.plot(range(1, length + 1), mean, label=variant)
-    axes.set(xlabel="epoch", ylabel="held-out accuracy", title=f"{FLAGS.dataset}: {FLAGS.study}")
+    axes.set(xlabel="epoch", ylabel=f"held-out {_metric()}", title=f"{FLAGS.dataset}: {FLAGS.study}")
     axes.legend()
     figure.tight_layout()
     with fileio.atomic_path(path) as tmp:
@@ -183,8 +193,9 @@ def main(argv):
 
     from dfad_tf import conventions, data, evaluation, fileio, objectives
 
+    spec, metric = data.spec(FLAGS.dataset), _metric()
     images, labels = evaluation.arrays(common.labelled_dataset("test"))
-    test_data = (conventions.adapt_images(images, *common.teacher_input_map(data.spec(FLAGS.dataset))), labels)
+    test_data = (conventions.adapt_images(images, *common.teacher_input_map(spec)), labels)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
     if FLAGS.teacher:
         teacher_path = FLAGS.teacher
@@ -202,7 +213,7 @@ def main(argv):
         if record is None:
             print(f"Running {variant}, seed {seed} in {cell_dir}")
             if variant == "teacher":
-                curve = [evaluation.model_accuracy(teacher, *test_data)]
+                curve = [evaluation.model_score(teacher, *test_data, spec)]
             elif variant in KD_METHODS:
                 curve = _kd_cell(variant, seed, teacher, test_data)
             else:
@@ -210,14 +221,14 @@ def main(argv):
                     weights = objectives.METHOD_WEIGHTS[variant]
                     overrides = {"generator_loss_weights": [f"{k}={v}" for k, v in weights.items()], **overrides}
                 curve = _distill_cell(cell_dir, seed, overrides, teacher_path)
-            record = {"method": variant, "seed": seed, "best_accuracy": max(curve), "val_accuracy": curve}
+            record = {"method": variant, "seed": seed, f"best_{metric}": max(curve), f"val_{metric}": curve}
             os.makedirs(cell_dir, exist_ok=True)
             fileio.write_json(record_path, record)
             keras.backend.clear_session()
         else:
-            print(f"Skipping {variant}, seed {seed}: finished ({record['best_accuracy']:.4f})")
+            print(f"Skipping {variant}, seed {seed}: finished ({record[f'best_{metric}']:.4f})")
         if variant != "teacher" or seed == 0:
-            results.setdefault(variant, {})[seed] = record["val_accuracy"]
+            results.setdefault(variant, {})[seed] = record[f"val_{metric}"]
 
     table, rows = _summary(results)
     base = os.path.join(FLAGS.model_dir, FLAGS.study)

@@ -4,12 +4,14 @@ Example:
 >>> from dfad_tf import models
 >>> student = models.build_classifier("lenet5_half", (32, 32, 1), 10)
 >>> generator = models.build_generator("generator_a", 256, (32, 32, 1), width=32)
+>>> segmenter = models.build_model("deeplabv3_mobilenet_v2", (128, 128, 3), 11, output_stride=8)
 """
 
 import keras
 
 from dfad_tf.models.classifiers import lenet5, mobilenet, resnet
 from dfad_tf.models.generators import generator_a, generator_b
+from dfad_tf.models.segmentation import deeplab_v3
 
 # name -> (builder, its width for width=1, fixed arguments)
 CLASSIFIERS = {
@@ -22,6 +24,12 @@ CLASSIFIERS = {
     "mobilenet_v2": (mobilenet, 1.0, {"version": "v2"}),
     "mobilenet_v3_small": (mobilenet, 1.0, {"version": "v3_small"}),
     "mobilenet_v3_large": (mobilenet, 1.0, {"version": "v3_large"}),
+}
+
+# name -> backbone of a DeepLabV3 segmentation model (paper Table 7: ResNet-50 teacher, MobileNetV2 student)
+SEGMENTERS = {
+    "deeplabv3_resnet50": "resnet50",
+    "deeplabv3_mobilenet_v2": "mobilenet_v2",
 }
 
 GENERATORS = {
@@ -54,6 +62,51 @@ def build_classifier(name, input_shape, num_classes, width=1.0, keras_module=ker
     builder, base_width, arguments = _lookup(CLASSIFIERS, "classifier", name)
     return builder(tuple(input_shape), num_classes, width=base_width * width, name=name, keras_module=keras_module,
                    **arguments)
+
+
+def takes(model, image_shape):
+    """Whether `model` takes images of `image_shape` (its None sizes take any size).
+
+    Example:
+    >>> takes(build_model("deeplabv3_mobilenet_v2", (128, 128, 3), 11), (256, 341, 3))
+    True
+    """
+    accepted = tuple(model.input_shape[1:])
+    return len(accepted) == len(image_shape) and all(a is None or a == s for s, a in zip(image_shape, accepted))
+
+
+def task(name):
+    """"classification" or "segmentation": what the registered model `name` predicts."""
+    if name in SEGMENTERS:
+        return "segmentation"
+    _lookup(CLASSIFIERS, "model", name)
+    return "classification"
+
+
+def build_model(name, input_shape, num_classes, width=1.0, output_stride=16, backbone_weights=None):
+    """Builds a registered classifier or segmentation model by name.
+
+    Args:
+        name: a key of `CLASSIFIERS` or `SEGMENTERS`.
+        input_shape: `(height, width, channels)`. Segmentation models are
+            fully convolutional: they take images of any height and width,
+            and only the channel count is used.
+        num_classes: number of logits (per image, or per pixel).
+        width: width multiplier (see `build_classifier` and
+            `segmentation.deeplab_v3`).
+        output_stride: segmentation only: 8 or 16.
+        backbone_weights: segmentation only: local weights file of the
+            backbone (ImageNet weights for the paper's teacher).
+
+    Returns:
+        An uncompiled model producing logits, named `name`.
+    """
+    if name not in SEGMENTERS:
+        if backbone_weights:
+            raise ValueError(f"{name} is a classifier; backbone weights are for segmentation models")
+        return build_classifier(name, input_shape, num_classes, width=width)
+    return deeplab_v3((None, None, input_shape[-1]), num_classes, SEGMENTERS[name], output_stride=output_stride,
+                      width=width, backbone_weights=backbone_weights, name=name)
 
 
 def build_generator(name, latent_dim, image_shape, width=64, synchronized_batchnorm=False):
