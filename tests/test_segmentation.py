@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dfad_tf import callbacks, data, evaluation, export, models, optimizers, profile, teacher
-from dfad_tf.cli import distill, evaluate
+from dfad_tf.cli import distill, evaluate, train_teacher
 from dfad_tf.data import shapes
 from dfad_tf.distiller import DataFreeDistiller
 from dfad_tf.models import segmentation
@@ -54,6 +54,13 @@ def test_segmenter_takes_any_size_and_counts_macs_at_one():
     assert profile.macs_per_image(model) is None  # any size: no single count
     small, large = profile.macs_per_image(model, (64, 64, 3)), profile.macs_per_image(model, (128, 128, 3))
     assert 3.5 * small < large <= 4 * small  # four times the pixels; the pooling branch does not grow
+
+
+def test_generator_b_makes_the_papers_non_square_images():
+    generator = models.build_generator("generator_b", 16, (256, 341, 3), width=2)
+    images = generator(np.random.default_rng(0).standard_normal((2, 16)).astype("float32"), training=True)
+    assert images.shape == (2, 256, 341, 3)
+    assert np.all(np.abs(images) <= 1) and np.std(images) > 0.01  # tanh output, not constant
 
 
 def test_mean_iou_against_hand_counts():
@@ -187,3 +194,17 @@ def test_bad_segmentation_input_is_one_line_and_writes_nothing(tmp_path, capsys,
     assert run_binary(distill, f"--model_dir={model_dir}", *arguments) == 2
     assert re.fullmatch(r"\S+: error: " + expected + r".*", one_line_error(capsys))
     assert files_with_contents(model_dir) == before
+
+
+def test_a_camvid_folder_in_the_wrong_layout_is_one_line(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    assert run_binary(train_teacher, f"--model_dir={tmp_path / 'run'}", "--dataset=camvid",
+                      f"--data_dir={tmp_path}", "--teacher_model=deeplabv3_mobilenet_v2") == 2
+    assert re.fullmatch(r"\S+: error: --data_dir: --dataset=camvid: expected \S+/train .*", one_line_error(capsys))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_classifier_teacher_for_a_segmentation_dataset_is_one_line(tmp_path, capsys):
+    assert run_binary(train_teacher, f"--model_dir={tmp_path}", "--dataset=shapes", "--teacher_model=lenet5") == 2
+    assert one_line_error(capsys).endswith(
+        "--teacher_model: lenet5 is a classification model but --dataset=shapes is segmentation")

@@ -48,6 +48,7 @@ def train_and_save(model_dir):
         logging.warning("kept the teacher already in %s (%s %.4f >= %.4f of this run)",
                         model_dir, metric, earlier[key], score)
         return path, earlier[key]
+    os.makedirs(model_dir, exist_ok=True)  # only now: bad input leaves no trace
     with fileio.atomic_path(path) as tmp:
         model.save(tmp)
     fileio.write_json(metrics_path, {
@@ -60,7 +61,6 @@ def train_and_save(model_dir):
 
 def main(argv):
     del argv
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
     train_and_save(FLAGS.model_dir)
 
 
