@@ -10,7 +10,7 @@ with open("dfad_tf/__init__.py") as f:
 setup(
     name="dfad_tf",
     version=version,
-    description="Data-free adversarial distillation (DFAD) of Keras classifiers, with absl binaries and TFLite export",
+    description="Data-free adversarial distillation (DFAD) of Keras classifiers and segmentation models, with absl binaries and TFLite export",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
@@ -28,6 +28,7 @@ setup(
         "absl-py",
         "scikit-learn",
         "matplotlib",  # the reproduce binary's plots, and the fonts of its printed-digits stand-in data
+        "pillow",  # reading CamVid and NYUv2 image and mask files
         "ai-edge-litert",
         "numpy",
     ],
