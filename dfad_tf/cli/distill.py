@@ -206,6 +206,38 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
     return distiller
 
 
+def _check_teacher_input(distiller, spec, input_map):
+    """Warns when the teacher's first BatchNorm layer says that --teacher_input is likely wrong.
+
+    Scores the step-0 generated images (the first imitation step's noise, the
+    generator in training mode, on a copy so that its moving averages stay
+    untouched) with `conventions.check_input_convention`.
+
+    Returns:
+        What was found, for metrics.json.
+    """
+    import keras
+
+    from dfad_tf import conventions
+
+    generator = keras.models.clone_model(distiller.generator)
+    generator.set_weights(distiller.generator.get_weights())
+    images = generator(distiller.latent_noise(FLAGS.batch_size, 0)[:, 0], training=True)
+    data = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
+    check = conventions.check_input_convention(distiller.teacher, images, FLAGS.teacher_input, input_map, **data)
+    if check is None:
+        logging.info("--teacher_input not checked: the teacher has no readable BatchNormalization layer")
+        return {"checked": False, "reason": "the teacher has no readable BatchNormalization layer"}
+    if check.suggestion:
+        logging.warning(
+            "--teacher_input=%s looks wrong for this teacher: generated images mapped by it are %.3g (KL) from "
+            "the running statistics of its first BatchNorm layer, against %.3g with --teacher_input=%s; rerun "
+            "with --teacher_input=%s unless you know the teacher's convention", FLAGS.teacher_input,
+            check.mismatches[FLAGS.teacher_input], check.mismatches[check.suggestion], check.suggestion,
+            check.suggestion)
+    return {"checked": True, "batchnorm_mismatch": check.mismatches, "suggestion": check.suggestion}
+
+
 def _callbacks(model_dir, best, writes_files):
     """The run's side jobs; a multi-worker run's non-chief workers only train and restore."""
     import keras
@@ -321,6 +353,10 @@ def main(argv):
     with strategy.scope():
         distiller = _build_distiller(model_dir, spec, input_map, sync_batchnorm)
 
+    metrics_path = os.path.join(model_dir, "metrics.json")
+    if writes_files:
+        fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}),
+                                         "teacher_input_check": _check_teacher_input(distiller, spec, input_map)})
     student_path = os.path.join(model_dir, "student.keras")
     best = callbacks.BestStudentCheckpoint(student_path, monitor="val_accuracy" if has_data else "gen_agreement",
                                            extra_record={"config": configuration()},
@@ -342,7 +378,6 @@ def main(argv):
     generator = keras.saving.load_model(os.path.join(model_dir, "generator.keras"))
     _export(model_dir, student, generator, replaced=best.improved)
     metrics = _metrics(model_dir, distiller, student, best, history, seconds, test_data)
-    metrics_path = os.path.join(model_dir, "metrics.json")
     fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), **metrics})
     summary = ", ".join(f"{key} {metrics[key]:.4f}" for key in
                         ("teacher_accuracy", "student_accuracy", "student_tflite_accuracy") if key in metrics)
