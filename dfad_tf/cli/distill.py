@@ -56,6 +56,11 @@ flags.DEFINE_list("lr_decay_epochs", [],
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step-decay multiplier of both learning rates.")
 flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
+flags.DEFINE_bool("standardize_logits", False,
+                  "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
+                  "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
+                  "scale (same argmax). For teachers whose logits grow large on generated images (README, "
+                  "\"Bring your own teacher\").")
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
@@ -161,8 +166,8 @@ def configuration():
              "student_width", "generator", "generator_width", "latent_dim", "batch_size",
              "imitation_steps", "iterations_per_epoch", "epochs", "student_lr", "student_momentum",
              "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss",
-             "generator_loss_weights", "fixed_generator", "seed", "strategy", "sync_batchnorm", "mixed_precision",
-             "jit_compile"]
+             "standardize_logits", "generator_loss_weights", "fixed_generator", "seed", "strategy", "sync_batchnorm",
+             "mixed_precision", "jit_compile"]
     return {name: FLAGS[name].value for name in names}
 
 
@@ -199,7 +204,8 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
                 momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
                 decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
                 imitation_steps=FLAGS.imitation_steps),
-            loss=FLAGS.loss, metrics=["accuracy"] if spec is not None else None,
+            loss=losses.Discrepancy(FLAGS.loss, standardize=FLAGS.standardize_logits),
+            metrics=["accuracy"] if spec is not None else None,
             generator_loss_weights=_parse_weights(FLAGS.generator_loss_weights), jit_compile=FLAGS.jit_compile)
     except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
         raise common.FlagError("generator_loss_weights", str(error)) from error
