@@ -128,6 +128,13 @@ def batchnorm_mismatch(teacher, images):
 
 
 ConventionCheck = collections.namedtuple("ConventionCheck", ["convention", "mismatches", "suggestion"])
+ConventionCheck.__doc__ = """What `check_input_convention` found.
+
+Attributes:
+    convention: the chosen convention.
+    mismatches: each convention's `batchnorm_mismatch` on the same images.
+    suggestion: the convention to use instead, or None when the chosen one fits.
+"""
 
 
 def check_input_convention(teacher, images, convention, input_map, data_mean=GENERIC_MEAN, data_std=GENERIC_STD):

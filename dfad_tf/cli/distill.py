@@ -90,8 +90,9 @@ common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
 flags.DEFINE_list("generator_loss_weights", ["adversarial=1"],
                   "What the generator optimises, as TERM=WEIGHT pairs over the terms adversarial (DFAD's "
                   "discrepancy), batchnorm (match the teacher's BatchNorm statistics, a prior as in DeepInversion "
-                  "and DFQ), one_hot, activation and balance (DAFL's terms). DAFL is "
-                  "one_hot=1,activation=0.1,balance=5; DFAD with a BN prior adversarial=1,batchnorm=1.")
+                  "and DFQ), one_hot, activation and balance (DAFL's terms), smoothness (an image prior needing "
+                  "only the teacher's outputs, for SavedModel teachers). DAFL is one_hot=1,activation=0.1,"
+                  "balance=5; DFAD with a BN prior adversarial=1,batchnorm=1.")
 flags.DEFINE_string("fixed_generator", None,
                     "A generator.keras of an earlier run: train a fresh student on its images, the generator "
                     "frozen (no generation stage).")
