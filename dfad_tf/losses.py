@@ -44,6 +44,13 @@ def squared_plus_absolute_discrepancy(y_true, y_pred):
     return mean_squared_discrepancy(y_true, y_pred) + mean_absolute_discrepancy(y_true, y_pred)
 
 
+def standardize(logits, epsilon=1e-6):
+    """Each output vector shifted and scaled to mean 0 and standard deviation 1 over the last axis."""
+    mean = ops.mean(logits, axis=-1, keepdims=True)
+    std = ops.std(logits, axis=-1, keepdims=True)
+    return (logits - mean) / (std + epsilon)
+
+
 DISCREPANCIES = {
     "mae": mean_absolute_discrepancy,
     "mse": mean_squared_discrepancy,
@@ -62,24 +69,34 @@ class Discrepancy(keras.losses.Loss):
 
     Args:
         name: one of `DISCREPANCIES`: "mae", "mse", "kld" or "mse+mae".
+        standardize: compare the outputs after `standardize` (each logit
+            vector to mean 0, std 1), so that the discrepancy ignores the
+            scale of the teacher's logits: a teacher whose logits grow large
+            on generated images no longer dominates it. The student then
+            learns the teacher's logits up to shift and scale (the same argmax).
 
     Example:
     >>> float(Discrepancy("mse")([[2.0, 0.0]], [[0.0, 0.0]]))
     2.0
+    >>> float(Discrepancy("mae", standardize=True)([[20.0, 0.0]], [[1.0, 0.0]]))
+    0.0
     """
 
-    def __init__(self, name="mae", **kwargs):
+    def __init__(self, name="mae", standardize=False, **kwargs):
         if name not in DISCREPANCIES:
             raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(DISCREPANCIES)}")
         self.kind = name
+        self.standardize = bool(standardize)
         # "+" is not allowed in TensorFlow name scopes.
         super().__init__(name=name.replace("+", "_plus_"), **kwargs)
 
     def call(self, y_true, y_pred):
+        if self.standardize:
+            y_true, y_pred = standardize(y_true), standardize(y_pred)
         return DISCREPANCIES[self.kind](y_true, y_pred)
 
     def get_config(self):
-        return {**super().get_config(), "name": self.kind}
+        return {**super().get_config(), "name": self.kind, "standardize": self.standardize}
 
 
 def get(name_or_loss):

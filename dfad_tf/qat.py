@@ -69,7 +69,7 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
         imitation_steps: student updates per generator update.
         student_lr: SGD (momentum 0.9) learning rate of the quantized student.
         generator_lr: Adam learning rate of the generator.
-        loss: discrepancy name.
+        loss: discrepancy name or `losses.Discrepancy` (the run's, e.g. with standardized logits).
         seed: seed of the latent noise.
         width: the student's width multiplier (see `tf_keras_twin`).
 

@@ -32,3 +32,32 @@ def digits_teacher(tmp_path_factory):
     path = tmp_path_factory.mktemp("teacher") / "teacher.keras"
     model.save(path)
     return path
+
+
+def _conv_bn_teacher(convention):
+    """A small Conv-BN-ReLU classifier trained for two epochs on digits in `convention`."""
+    from dfad_tf import conventions
+    from dfad_tf.data import digits
+
+    images, labels = digits.arrays("train")
+    inputs = keras.Input((32, 32, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x))
+    teacher = keras.Model(inputs, keras.layers.Dense(10)(x), name="conv_bn_teacher")
+    teacher.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    scale, offset = conventions.to_teacher_input(convention, digits.SPEC.mean, digits.SPEC.std)
+    teacher.fit(conventions.adapt_images(images, scale, offset), labels, batch_size=64, epochs=2, verbose=0)
+    return teacher
+
+
+@pytest.fixture(scope="session")
+def conv_bn_teacher():
+    """Makes a foreign teacher with BatchNorm: `conv_bn_teacher(convention)`, a Keras model taking that range."""
+    return _conv_bn_teacher
+
+
+@pytest.fixture(scope="session")
+def unit_bn_teacher():
+    """A Conv-BN teacher that takes digits with pixels in [0, 1]."""
+    return _conv_bn_teacher("unit")

@@ -48,3 +48,31 @@ def test_adapted_generator_rescales_and_passes_gradients(tmp_path):
     np.testing.assert_allclose(reloaded(z), adapted(z), rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(conventions.adapt_images(np.ones((1, 2, 2, 1)), scale, offset),
                                np.full((1, 2, 2, 1), scale + offset, "float32"))
+
+
+def test_batchnorm_mismatch_is_the_gaussian_kl_at_the_first_batchnorm(unit_bn_teacher):
+    images = np.random.default_rng(0).uniform(0, 1, (32, 32, 32, 1)).astype("float32")
+    layer = unit_bn_teacher.layers[2]
+    inputs = np.asarray(keras.Model(unit_bn_teacher.inputs, layer.input)(images))
+    mean, variance = inputs.mean(axis=(0, 1, 2)), inputs.var(axis=(0, 1, 2))
+    moving_mean, moving_variance = np.asarray(layer.moving_mean), np.asarray(layer.moving_variance)
+    kl = 0.5 * (variance / moving_variance + (mean - moving_mean) ** 2 / moving_variance - 1
+                - np.log(variance / moving_variance))
+    assert conventions.batchnorm_mismatch(unit_bn_teacher, images) == pytest.approx(kl.mean(), rel=1e-3)
+    lenet = models.build_classifier("lenet5", (32, 32, 1), 10)  # no BatchNorm: nothing to compare with
+    assert conventions.batchnorm_mismatch(lenet, images) is None
+
+
+@pytest.mark.parametrize("trained_on", ["unit", "byte"])
+def test_a_wrong_range_flag_is_caught_and_the_right_one_is_not(trained_on, unit_bn_teacher, conv_bn_teacher):
+    teacher = unit_bn_teacher if trained_on == "unit" else conv_bn_teacher("byte")
+    generator = models.build_generator("generator_a", 16, (32, 32, 1), width=4)
+    normalised = generator(np.random.default_rng(0).standard_normal((64, 16)).astype("float32"), training=True)
+    suggestions = {}
+    for flag in ("normalized", "unit", "symmetric", "byte"):
+        input_map = conventions.to_teacher_input(flag, MEAN, STD)
+        check = conventions.check_input_convention(teacher, conventions.adapt_images(normalised, *input_map), flag,
+                                                   input_map, MEAN, STD)
+        suggestions[flag] = check.suggestion
+    assert suggestions.pop(trained_on) is None
+    assert set(suggestions.values()) == {trained_on}

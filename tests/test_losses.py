@@ -56,3 +56,21 @@ def test_discrepancy_serializes_and_rejects_unknown_names():
     assert isinstance(restored, losses.Discrepancy) and restored.name == "kld"
     with pytest.raises(ValueError, match="unknown loss 'l3'"):
         losses.get("l3")
+
+
+@pytest.mark.parametrize("name", sorted(losses.DISCREPANCIES))
+def test_standardized_discrepancy_matches_numpy_and_ignores_logit_scale(name):
+    teacher = rng.standard_normal((6, 10)).astype("float32") * 3
+    student = rng.standard_normal((6, 10)).astype("float32")
+
+    def standardized(x):
+        return (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)
+
+    loss = losses.Discrepancy(name, standardize=True)
+    expected = NUMPY[name](standardized(teacher), standardized(student))
+    assert float(loss(teacher, student)) == pytest.approx(expected, rel=1e-4)
+    # A teacher with 10 times larger, shifted logits is the same teacher to it, not to the plain discrepancy.
+    assert float(loss(10 * teacher + 5, student)) == pytest.approx(expected, rel=1e-4)
+    assert float(losses.get(name)(10 * teacher + 5, student)) != pytest.approx(float(losses.get(name)(teacher, student)),
+                                                                                rel=0.1)
+    assert keras.losses.deserialize(keras.losses.serialize(loss)).standardize

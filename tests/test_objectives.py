@@ -43,13 +43,16 @@ def test_each_term_against_numpy():
     bn = teacher.get_layer("bn")
     expected_bn = (np.linalg.norm(conv.mean((0, 1, 2)) - np.array(bn.moving_mean))
                    + np.linalg.norm(conv.var((0, 1, 2)) - np.array(bn.moving_variance)))
+    variation = np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean()
     expected = {"one_hot": expected_one_hot, "balance": expected_balance, "batchnorm": expected_bn,
-                "activation": -np.abs(features).mean()}
+                "activation": -np.abs(features).mean(), "smoothness": variation / images.std()}
 
     for term, value in expected.items():
         objective = objectives.GeneratorObjective(teacher, losses.get("mae"), {term: 1.0})
         assert float(objective(tf.constant(images), student=None)) == pytest.approx(value, rel=1e-4, abs=1e-5), term
-    weights = {"one_hot": 0.5, "activation": 2.0, "balance": 3.0, "batchnorm": 0.25}
+    # The same in every input convention: [0, 255] pixels score as their normalised originals.
+    assert float(objectives.smoothness_loss(255 * images + 3)) == pytest.approx(expected["smoothness"], rel=1e-4)
+    weights = {"one_hot": 0.5, "activation": 2.0, "balance": 3.0, "batchnorm": 0.25, "smoothness": 0.5}
     combined = objectives.GeneratorObjective(teacher, losses.get("mae"), weights)
     assert float(combined(tf.constant(images), None)) == pytest.approx(
         sum(w * expected[t] for t, w in weights.items()), rel=1e-4)

@@ -28,3 +28,19 @@ def test_width_builds_scaled_copies_and_mobilenets_take_any_input():
         assert profile.input_convention_guess(student).startswith("not declared")  # no built-in rescaling
     narrow = models.build_classifier("mobilenet_v3_small", (32, 32, 1), 10, width=0.75)
     assert narrow.count_params() < models.build_classifier("mobilenet_v3_small", (32, 32, 1), 10).count_params()
+
+
+def test_mobilenet_batchnorm_statistics_follow_a_moving_generator(tmp_path):
+    import keras
+    import numpy as np
+
+    student = models.build_classifier("mobilenet_v3_small", (32, 32, 1), 10)
+    images = np.random.default_rng(0).normal(3.0, 1.0, (4, 32, 32, 1)).astype("float32")
+    for _ in range(5):  # 5 training steps on a new distribution: 41 % of the way there (0.5 % at momentum 0.999)
+        student(images, training=True)
+    first = next(layer for layer in student.layers if isinstance(layer, keras.layers.BatchNormalization))
+    batch_mean = np.asarray(keras.Model(student.input, first.input)(images)).mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(first.moving_mean, (1 - 0.9 ** 5) * batch_mean, rtol=1e-3, atol=1e-4)
+    student.save(tmp_path / "student.keras")
+    reloaded = keras.saving.load_model(tmp_path / "student.keras")
+    assert {layer.momentum for layer in reloaded.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}

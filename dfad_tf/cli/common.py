@@ -37,7 +37,8 @@ flags.DEFINE_enum("teacher_input", "normalized", ["normalized", "unit", "symmetr
                   "normalisation, as teachers trained by dfad_tf expect), unit ([0, 1] pixels), symmetric "
                   "([-1, 1]), byte ([0, 255]) or mean_std ((pixel - --teacher_input_mean) / "
                   "--teacher_input_std, pixels in [0, 1]). Generated and evaluation images are mapped into it, "
-                  "and the student takes the same inputs as the teacher.")
+                  "and the student takes the same inputs as the teacher. dfad-distill warns when a teacher with "
+                  "BatchNorm layers looks trained on another convention (metrics.json: teacher_input_check).")
 flags.DEFINE_list("teacher_input_mean", None, "Per-channel mean for --teacher_input=mean_std, e.g. 0.485,0.456,0.406.")
 flags.DEFINE_list("teacher_input_std", None, "Per-channel std for --teacher_input=mean_std, e.g. 0.229,0.224,0.225.")
 flags.DEFINE_list("image_size", None,

@@ -57,6 +57,11 @@ flags.DEFINE_list("lr_decay_epochs", [],
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step-decay multiplier of both learning rates.")
 flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
+flags.DEFINE_bool("standardize_logits", False,
+                  "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
+                  "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
+                  "scale (same argmax). For teachers whose logits grow large on generated images (README, "
+                  "\"Bring your own teacher\").")
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
@@ -86,8 +91,9 @@ common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
 flags.DEFINE_list("generator_loss_weights", ["adversarial=1"],
                   "What the generator optimises, as TERM=WEIGHT pairs over the terms adversarial (DFAD's "
                   "discrepancy), batchnorm (match the teacher's BatchNorm statistics, a prior as in DeepInversion "
-                  "and DFQ), one_hot, activation and balance (DAFL's terms). DAFL is "
-                  "one_hot=1,activation=0.1,balance=5; DFAD with a BN prior adversarial=1,batchnorm=1.")
+                  "and DFQ), one_hot, activation and balance (DAFL's terms), smoothness (an image prior needing "
+                  "only the teacher's outputs, for SavedModel teachers). DAFL is one_hot=1,activation=0.1,"
+                  "balance=5; DFAD with a BN prior adversarial=1,batchnorm=1.")
 flags.DEFINE_string("fixed_generator", None,
                     "A generator.keras of an earlier run: train a fresh student on its images, the generator "
                     "frozen (no generation stage).")
@@ -207,8 +213,8 @@ def configuration():
              "student_width", "output_stride", "image_size", "generator", "generator_width", "latent_dim", "batch_size",
              "imitation_steps", "iterations_per_epoch", "epochs", "student_lr", "student_momentum",
              "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss",
-             "generator_loss_weights", "fixed_generator", "seed", "strategy", "sync_batchnorm", "mixed_precision",
-             "jit_compile"]
+             "standardize_logits", "generator_loss_weights", "fixed_generator", "seed", "strategy", "sync_batchnorm",
+             "mixed_precision", "jit_compile"]
     return {name: FLAGS[name].value for name in names}
 
 
@@ -245,7 +251,8 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
                 momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
                 decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
                 imitation_steps=FLAGS.imitation_steps),
-            loss=FLAGS.loss, metrics=_student_metrics(spec),
+            loss=losses.Discrepancy(FLAGS.loss, standardize=FLAGS.standardize_logits),
+            metrics=_student_metrics(spec),
             generator_loss_weights=_parse_weights(FLAGS.generator_loss_weights), jit_compile=FLAGS.jit_compile)
     except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
         raise common.FlagError("generator_loss_weights", str(error)) from error
@@ -264,6 +271,38 @@ def _student_metrics(spec):
         return [keras.metrics.MeanIoU(spec.num_classes, name=evaluation.metric_name(spec),
                                       ignore_class=spec.ignore_label, sparse_y_pred=False)]
     return ["accuracy"]
+
+
+def _check_teacher_input(distiller, spec, input_map):
+    """Warns when the teacher's first BatchNorm layer says that --teacher_input is likely wrong.
+
+    Scores the step-0 generated images (the first imitation step's noise, the
+    generator in training mode, on a copy so that its moving averages stay
+    untouched) with `conventions.check_input_convention`.
+
+    Returns:
+        What was found, for metrics.json.
+    """
+    import keras
+
+    from dfad_tf import conventions
+
+    generator = keras.models.clone_model(distiller.generator)
+    generator.set_weights(distiller.generator.get_weights())
+    images = generator(distiller.latent_noise(FLAGS.batch_size, 0)[:, 0], training=True)
+    data = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
+    check = conventions.check_input_convention(distiller.teacher, images, FLAGS.teacher_input, input_map, **data)
+    if check is None:
+        logging.info("--teacher_input not checked: the teacher has no readable BatchNormalization layer")
+        return {"checked": False, "reason": "the teacher has no readable BatchNormalization layer"}
+    if check.suggestion:
+        logging.warning(
+            "--teacher_input=%s looks wrong for this teacher: generated images mapped by it are %.3g (KL) from "
+            "the running statistics of its first BatchNorm layer, against %.3g with --teacher_input=%s; rerun "
+            "with --teacher_input=%s unless you know the teacher's convention", FLAGS.teacher_input,
+            check.mismatches[FLAGS.teacher_input], check.mismatches[check.suggestion], check.suggestion,
+            check.suggestion)
+    return {"checked": True, "batchnorm_mismatch": check.mismatches, "suggestion": check.suggestion}
 
 
 def _callbacks(model_dir, best, writes_files, test_data, spec):
@@ -388,6 +427,10 @@ def main(argv):
     with strategy.scope():
         distiller = _build_distiller(model_dir, spec, input_map, sync_batchnorm)
 
+    metrics_path = os.path.join(model_dir, "metrics.json")
+    if writes_files:
+        fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}),
+                                         "teacher_input_check": _check_teacher_input(distiller, spec, input_map)})
     student_path = os.path.join(model_dir, "student.keras")
     monitor = f"val_{evaluation.metric_name(spec)}" if has_data else "gen_agreement"
     best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
@@ -411,7 +454,6 @@ def main(argv):
     generator = keras.saving.load_model(os.path.join(model_dir, "generator.keras"))
     _export(model_dir, student, generator, replaced=best.improved)
     metrics = _metrics(model_dir, distiller, student, best, history, seconds, test_data, spec)
-    metrics_path = os.path.join(model_dir, "metrics.json")
     fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), **metrics})
     summary = ", ".join(f"{key} {metrics[key]:.4f}" for key in metrics
                         if key.startswith(("teacher_", "student_")) and isinstance(metrics[key], float))

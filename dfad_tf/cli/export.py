@@ -95,7 +95,7 @@ def _references(student, output_dir, input_map, has_data, shape):
 
 def main(argv):
     del argv
-    from dfad_tf import conventions, data, edge_report, evaluation, fileio, qat
+    from dfad_tf import conventions, data, edge_report, evaluation, fileio, losses, qat
 
     student = _load("student_path", "student.keras")
     if FLAGS.qat_iterations and len(student.output_shape) == 4:
@@ -123,9 +123,11 @@ def main(argv):
         raise common.FlagError("student_path", str(error)) from error
     if FLAGS.qat_iterations:
         print(f"Quantization-aware fine-tuning for {FLAGS.qat_iterations} data-free iterations")
+        config = _run_config()
         quantized = qat.quantization_aware_finetune(
             teacher, student, generator, iterations=FLAGS.qat_iterations, batch_size=FLAGS.qat_batch_size,
-            student_lr=FLAGS.qat_student_lr, seed=FLAGS.seed, width=_run_config().get("student_width", 1.0))
+            student_lr=FLAGS.qat_student_lr, seed=FLAGS.seed, width=config.get("student_width", 1.0),
+            loss=losses.Discrepancy(config.get("loss", "mae"), standardize=config.get("standardize_logits", False)))
         files["qat_int8"] = os.path.join(output_dir, "student_qat_int8.tflite")
         qat.export_qat_tflite(quantized, files["qat_int8"])
 
