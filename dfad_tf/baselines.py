@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dfad_tf import evaluation
+
 
 def knowledge_distillation(teacher, student, images, labels=None, validation_data=None, spec=None, epochs=30,
                            steps_per_epoch=250, batch_size=128, learning_rate=0.01, momentum=0.9,
@@ -61,11 +63,9 @@ def knowledge_distillation(teacher, student, images, labels=None, validation_dat
         student_loss_weight=0.0 if labels is None else 0.5,
     )
     ignore = spec.ignore_label if spec is not None and spec.task == "segmentation" else None
-    metric = ("accuracy" if ignore is None else
-              keras.metrics.MeanIoU(spec.num_classes, name="miou", ignore_class=ignore, sparse_y_pred=False))
     distiller.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore),
-                      metrics=[metric])
+                      metrics=[evaluation.keras_metric(spec) if spec is not None else "accuracy"])
     if labels is None:
         # Not used by the loss (its label weight is 0); Keras's metrics need labels, and against the
         # teacher's own predictions the training "accuracy" reads as agreement with the teacher.

@@ -150,9 +150,10 @@ class GeneratedAgreement(keras.callbacks.Callback):
 
     The fraction of a fixed bank of generated images (fixed noise through the
     current generator, in inference mode) on which the student's top-1 class
-    equals the teacher's (for segmentation, the fraction of their pixels). The generator is trained to find images where the two
-    disagree, so a student that agrees on them has caught up with the hardest
-    samples the run can make. Put this callback before any that reads it.
+    equals the teacher's (for segmentation, the fraction of their pixels). The
+    generator is trained to find images where the two disagree, so a student
+    that agrees on them has caught up with the hardest samples the run can
+    make. Put this callback before any that reads it.
 
     Args:
         num_samples: size of the noise bank.

@@ -50,6 +50,19 @@ def metric_name(spec):
     return "miou" if spec.task == "segmentation" else "accuracy"
 
 
+def keras_metric(spec):
+    """The Keras metric measuring `spec`'s students in `fit`: "accuracy", or mean IoU (`miou`) skipping ignored pixels.
+
+    Example:
+    >>> distiller.compile(..., metrics=[keras_metric(data.spec("camvid"))])  # logs val_miou
+    """
+    if spec.task != "segmentation":
+        return "accuracy"
+    import keras
+
+    return keras.metrics.MeanIoU(spec.num_classes, name="miou", ignore_class=spec.ignore_label, sparse_y_pred=False)
+
+
 def score(logits, labels, spec):
     """`metric_name(spec)` of `logits` against `labels`, for the dataset of `spec`.
 

@@ -168,7 +168,7 @@ def _check_teacher(teacher, spec):
         return
     if task != spec.task:
         raise common.FlagError("teacher", f"is a {task} model but --dataset={FLAGS.dataset} is {spec.task}")
-    for shape in {spec.image_shape, spec.eval_shape or spec.image_shape}:
+    for shape in dict.fromkeys([spec.image_shape, spec.eval_shape or spec.image_shape]):
         if not models.takes(teacher, shape):
             raise common.FlagError("teacher", f"takes images of shape {tuple(teacher.input_shape[1:])} but "
                                               f"--dataset={FLAGS.dataset} has {shape}")
@@ -179,13 +179,14 @@ def _check_teacher(teacher, spec):
 
 def _generated_shape(teacher, spec):
     """(height, width, channels) of the generated images: the teacher's own size, else --image_size or the crop."""
+    size = common.image_size()
     if None not in teacher.input_shape[1:]:
-        if common.image_size() and common.image_size() != tuple(teacher.input_shape[1:3]):
+        if size and size != tuple(teacher.input_shape[1:3]):
             raise common.FlagError("image_size", f"the teacher only takes images of shape "
                                                  f"{tuple(teacher.input_shape[1:])}")
         return tuple(teacher.input_shape[1:])
-    if common.image_size():
-        flag, shape = "image_size", (*common.image_size(), teacher.input_shape[-1])
+    if size:
+        flag, shape = "image_size", (*size, teacher.input_shape[-1])
     elif spec is not None:
         flag, shape = "dataset", tuple(spec.image_shape)
     else:
@@ -222,7 +223,7 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
     """Teacher (loaded or trained), student, generator and the compiled distiller."""
     import keras
 
-    from dfad_tf import conventions, optimizers
+    from dfad_tf import conventions, evaluation, optimizers
     from dfad_tf.distiller import DataFreeDistiller
 
     teacher = _load_teacher(model_dir, has_data=spec is not None)
@@ -252,25 +253,11 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
                 decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
                 imitation_steps=FLAGS.imitation_steps),
             loss=losses.Discrepancy(FLAGS.loss, standardize=FLAGS.standardize_logits),
-            metrics=_student_metrics(spec),
+            metrics=[evaluation.keras_metric(spec)] if spec is not None else None,
             generator_loss_weights=_parse_weights(FLAGS.generator_loss_weights), jit_compile=FLAGS.jit_compile)
     except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
         raise common.FlagError("generator_loss_weights", str(error)) from error
     return distiller
-
-
-def _student_metrics(spec):
-    """The student's held-out metric in `fit`'s logs (val_accuracy or val_miou), if there is labelled data."""
-    import keras
-
-    from dfad_tf import evaluation
-
-    if spec is None:
-        return None
-    if spec.task == "segmentation":
-        return [keras.metrics.MeanIoU(spec.num_classes, name=evaluation.metric_name(spec),
-                                      ignore_class=spec.ignore_label, sparse_y_pred=False)]
-    return ["accuracy"]
 
 
 def _check_teacher_input(distiller, spec, input_map):

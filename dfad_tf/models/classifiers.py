@@ -146,7 +146,17 @@ def mobilenet(input_shape, num_classes, version="v2", width=1.0, name="mobilenet
         network = builder(**common, include_preprocessing=False)
     else:
         raise ValueError(f"unknown MobileNet version {version!r}; choose v2, v3_small or v3_large")
+    pytorch_batchnorm_momentum(network, keras_module)
+    return keras_module.Model(network.inputs, network.outputs, name=name)
+
+
+def pytorch_batchnorm_momentum(network, keras_module=keras):
+    """Gives an `applications` network's BatchNorm layers PyTorch's momentum (0.9 in Keras's terms), in place.
+
+    The applications' 0.999 lets the moving statistics trail by thousands of
+    steps a network trained from scratch, or a data-free student whose inputs
+    keep changing (see `mobilenet`).
+    """
     for layer in network.layers:
         if isinstance(layer, keras_module.layers.BatchNormalization):
             layer.momentum = _BN["momentum"]
-    return keras_module.Model(network.inputs, network.outputs, name=name)

@@ -21,6 +21,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from dfad_tf.models.classifiers import pytorch_batchnorm_momentum
+
 _BN = dict(momentum=0.9, epsilon=1e-5)  # PyTorch's defaults, as in the classifiers
 
 # backbone -> (applications builder, its output layer at the end of the last stage)
@@ -131,14 +133,10 @@ def atrous_backbone(name, input_shape, output_stride=16, width=1.0, weights=None
     network = keras.Model(network.inputs, network.get_layer(output_layer).output, name=name)
     plan = _atrous_plan(network, output_stride)
 
+    pytorch_batchnorm_momentum(network)  # before cloning: the clones take it from the layers' configs
+
     def atrous(layer):
-        config = {**layer.get_config(), **plan.get(layer.name, {})}
-        if isinstance(layer, layers.BatchNormalization):
-            # keras.applications' 0.999 lets the moving statistics trail a network trained from scratch
-            # (or a student whose inputs keep changing) by thousands of steps; PyTorch's default, as
-            # in the paper's models.
-            config["momentum"] = _BN["momentum"]
-        return layer.__class__.from_config(config)
+        return layer.__class__.from_config({**layer.get_config(), **plan.get(layer.name, {})})
 
     atrous_network = keras.models.clone_model(network, clone_function=atrous,
                                               input_tensors=[keras.Input(tuple(input_shape), name="image")])
