@@ -5,9 +5,16 @@ import os
 import keras
 import tensorflow as tf
 
+from dfad_tf import savedmodel_check
+
 
 class ModelFileError(ValueError):
-    """A model file is missing, unreadable, or refused by Keras's safe mode.
+    """A model file is missing, unreadable, or refused in safe mode.
+
+    Safe mode refuses a `.keras` file holding Python code (Keras's own safe mode)
+    and a SavedModel whose `serving_default` could run an operation outside
+    `savedmodel_check.SAFE_OPERATIONS` (files, printing, Python callbacks, ...),
+    or that cannot be checked (a TensorFlow 1 export).
 
     Attributes:
         path: the offending path.
@@ -25,12 +32,16 @@ def load_model(path, safe_mode=True):
 
     A SavedModel is wrapped in a functional model around `keras.layers.TFSMLayer`
     calling its `serving_default` signature, so it has a known input shape and
-    passes gradients to its input (the generation stage needs them).
+    passes gradients to its input (the generation stage needs them). In safe
+    mode its `saved_model.pb` is checked first (`savedmodel_check`): nothing of
+    it is loaded or run unless every operation it could run computes on tensors.
 
     Args:
         path: the file or directory.
         safe_mode: refuse `.keras` files that would run arbitrary Python code
-            (Lambda layers); turn off only for files you trust.
+            (Lambda layers) and SavedModels that could run operations other than
+            tensor computation (file access, printing, Python callbacks); turn
+            off only for files you trust.
 
     Returns:
         A `keras.Model`.
@@ -47,6 +58,8 @@ def load_model(path, safe_mode=True):
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
             raise ModelFileError(path, "directory holds no saved_model.pb, so it is not a SavedModel")
+        if safe_mode:
+            _check_saved_model(path)
         return _load_saved_model(path)
     try:
         return keras.saving.load_model(path, safe_mode=safe_mode)
@@ -56,6 +69,18 @@ def load_model(path, safe_mode=True):
             raise ModelFileError(path, "contains Python code (e.g. a Lambda layer) that safe mode refuses "
                                  "to run; load it only if you trust its source", unsafe=True) from error
         raise ModelFileError(path, f"cannot be read as a Keras model ({type(error).__name__}: {message})") from error
+
+
+def _check_saved_model(path):
+    try:
+        unsafe = savedmodel_check.unsafe_operations(path)
+    except savedmodel_check.SavedModelReadError as error:
+        unchecked = isinstance(error, savedmodel_check.UncheckableSavedModelError)
+        raise ModelFileError(path, str(error), unsafe=unchecked) from error
+    if unsafe:
+        raise ModelFileError(path, f"serving_default could run operations other than tensor computation "
+                                   f"({', '.join(unsafe)}), which can act on this machine (files, printing, "
+                                   "Python callbacks)", unsafe=True)
 
 
 def _load_saved_model(path):

@@ -31,7 +31,8 @@ flags.DEFINE_string("teacher", None,
                     "(see the --teacher_* flags); for export, the run directory's teacher.keras.")
 flags.DEFINE_bool("allow_unsafe_teacher", False,
                   "Load a .keras teacher even if it holds Python code (Lambda layers), which Keras's "
-                  "safe mode refuses. Only for files from a source you trust.")
+                  "safe mode refuses, or a SavedModel teacher that could run operations other than tensor "
+                  "computation (file access, printing, Python callbacks). Only for files from a source you trust.")
 flags.DEFINE_enum("teacher_input", "normalized", ["normalized", "unit", "symmetric", "byte", "mean_std"],
                   "Input convention of the --teacher file: normalized (the dataset's own mean/std "
                   "normalisation, as teachers trained by dfad_tf expect), unit ([0, 1] pixels), symmetric "

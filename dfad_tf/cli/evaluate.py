@@ -18,7 +18,9 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model", None, "Model to evaluate: .keras, .h5, .tflite file or SavedModel directory.")
 flags.DEFINE_enum("split", "test", ["train", "test"], "Split of --dataset to evaluate on.")
-flags.DEFINE_bool("allow_unsafe_model", False, "Load a .keras file holding Python code (only if you trust it).")
+flags.DEFINE_bool("allow_unsafe_model", False,
+                  "Load a .keras file holding Python code, or a SavedModel that could run operations other than "
+                  "tensor computation (file access, printing, Python callbacks). Only for files you trust.")
 
 
 def main(argv):
@@ -40,7 +42,8 @@ def main(argv):
         try:
             model = model_files.load_model(FLAGS.model, safe_mode=not FLAGS.allow_unsafe_model)
         except model_files.ModelFileError as error:
-            raise common.FlagError("model", str(error)) from error
+            hint = "; pass --allow_unsafe_model if you trust it" if error.unsafe else ""
+            raise common.FlagError("model", f"{error}{hint}") from error
         if not models.takes(model, images.shape[1:]):
             raise common.FlagError("model", f"takes images of shape {tuple(model.input_shape[1:])} but "
                                             f"--dataset={FLAGS.dataset} has {images.shape[1:]}")
