@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from dfad_tf import export, model_files, models, savedmodel_check
-from dfad_tf.cli import evaluate
+from dfad_tf.cli import distill, evaluate
 from dfad_tf.cli import inspect as inspect_binary
-from tests.test_cli import one_line_error, real_program, run_binary
+from tests.test_cli import TINY, one_line_error, real_program, run_binary
 
 IMAGE = tf.TensorSpec([None, 32, 32, 1], tf.float32)
 
@@ -59,11 +59,12 @@ def test_a_model_that_writes_a_file_is_refused_and_writes_nothing(writing_model,
     assert one_line_error(capsys).split(": error: ")[1] == (
         f"--model: {path}: serving_default could run operations other than tensor computation (WriteFile), which "
         "can act on this machine (files, printing, Python callbacks); pass --allow_unsafe_model if you trust it")
-    assert run_binary(inspect_binary, f"--teacher={path}") == 2
-    line = one_line_error(capsys)
-    assert line.split(": error: ")[1].startswith(f"--teacher: {path}: serving_default could run operations "
-                                                 "other than tensor computation (WriteFile)")
-    assert line.endswith("; pass --allow_unsafe_teacher if you trust it")
+    for binary, model_dir in ((inspect_binary, []), (distill, [f"--model_dir={path.parent / 'run'}", *TINY])):
+        assert run_binary(binary, f"--teacher={path}", *model_dir) == 2
+        line = one_line_error(capsys)
+        assert line.split(": error: ")[1].startswith(f"--teacher: {path}: serving_default could run operations "
+                                                     "other than tensor computation (WriteFile)")
+        assert line.endswith("; pass --allow_unsafe_teacher if you trust it")
     assert not target.exists()
     # What the check prevents: evaluating the same model with the check off writes the file.
     assert run_binary(evaluate, f"--model={path}", "--dataset=digits", "--allow_unsafe_model") == 0
