@@ -90,11 +90,11 @@ def unsafe_operations(path, endpoint="serving_default"):
     >>> unsafe_operations("runs/byo/teacher_savedmodel")
     []
     """
-    return sorted(set(reachable_operations(path, endpoint)) - SAFE_OPERATIONS)
+    return sorted(reachable_operations(path, endpoint) - SAFE_OPERATIONS)
 
 
 def reachable_operations(path, endpoint="serving_default"):
-    """Every operation type that loading `path` and calling `endpoint` could run; see `unsafe_operations`."""
+    """The set of operation types that loading `path` and calling `endpoint` could run; see `unsafe_operations`."""
     saved_model = saved_model_pb2.SavedModel()
     try:
         with open(os.path.join(path, "saved_model.pb"), "rb") as file:
@@ -102,7 +102,8 @@ def reachable_operations(path, endpoint="serving_default"):
     except Exception as error:  # protobuf raises DecodeError, OSError for an unreadable file
         raise SavedModelReadError(f"saved_model.pb cannot be parsed ({type(error).__name__})") from error
     if len(saved_model.meta_graphs) != 1 or not saved_model.meta_graphs[0].object_graph_def.nodes:
-        raise UncheckableSavedModelError("written by TensorFlow 1 (no function graph), so its operations cannot be checked")
+        raise UncheckableSavedModelError("written by TensorFlow 1 (no function graph), so its operations "
+                                         "cannot be checked")
     meta_graph = saved_model.meta_graphs[0]
     library = meta_graph.graph_def.library
     functions = {function.signature.name: function for function in library.function}
@@ -134,9 +135,12 @@ def reachable_operations(path, endpoint="serving_default"):
     visited, operations = set(), set()
     while pending:
         name = pending.pop()
-        if name in visited or name not in functions:
+        if name in visited:
             continue
         visited.add(name)
+        if name not in functions:  # defined outside this file, so unknown: listed as if it were an operation
+            operations.add(name)
+            continue
         if name in function_gradients:
             pending.append(function_gradients[name])
         for node_def in functions[name].node_def:
@@ -145,9 +149,9 @@ def reachable_operations(path, endpoint="serving_default"):
             else:
                 operations.add(node_def.op)
             pending += _called_functions(node_def.attr.values())
-            gradient_type = node_def.attr["_gradient_op_type"].s.decode() if "_gradient_op_type" in node_def.attr else None
-            if gradient_type in op_gradients:  # a custom gradient, run when the teacher is differentiated
-                pending.append(op_gradients[gradient_type])
+            if "_gradient_op_type" in node_def.attr:  # a custom gradient, run when the model is differentiated
+                gradient_type = node_def.attr["_gradient_op_type"].s.decode()
+                pending += [op_gradients[gradient_type]] if gradient_type in op_gradients else []
     return operations
 
 

@@ -87,6 +87,29 @@ def test_models_exported_by_dfad_tf_and_by_keras_are_accepted(tmp_path):
     np.testing.assert_allclose(model_files.load_model(tmp_path / "dfad_tf")(images), model(images), atol=1e-5)
 
 
+@tf.custom_gradient
+def identity_writing_its_gradient(x):
+    def gradient(upstream):
+        with tf.control_dependencies([tf.io.write_file("gradient.txt", "written by a gradient")]):
+            return tf.identity(upstream)
+    return tf.identity(x), gradient
+
+
+@pytest.mark.parametrize("body, expected", [
+    (lambda x: tf.while_loop(lambda i, y: i < 2, lambda i, y: (i + 1, y * 2.0), [0, x])[1], []),
+    (lambda x: tf.while_loop(lambda i, y: i < 2, lambda i, y: (i + 1, y + tf.cast(
+        tf.strings.length(tf.io.read_file("/etc/hostname")), tf.float32)), [0, x])[1], ["ReadFile", "StringLength"]),
+    (lambda x: (tf.print(x, output_stream="file:///tmp/printed.txt"), x)[1], ["PrintV2", "StringFormat"]),
+    (lambda x: tf.py_function(lambda t: t, [x], tf.float32), ["EagerPyFunc"]),
+    (identity_writing_its_gradient, ["WriteFile"]),
+], ids=["while-loop", "read-in-loop-body", "print-to-file", "python-callback", "custom-gradient"])
+def test_operations_are_found_wherever_they_are(tmp_path, body, expected):
+    module = tf.Module()
+    module.serve = tf.function(lambda x: {"y": body(x)}, input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    assert savedmodel_check.unsafe_operations(tmp_path) == expected
+
+
 def test_the_allow_flags_load_it(tmp_path, monkeypatch, capsys):
     target = tmp_path / "written.txt"
     module = DigitsModule(str(target), "serving function")
