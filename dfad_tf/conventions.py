@@ -23,6 +23,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from dfad_tf import objectives
+
 CONVENTIONS = ("normalized", "unit", "symmetric", "byte", "mean_std")
 
 # `check_input_convention` suggests another convention when the chosen one's BatchNorm mismatch is this
@@ -77,12 +79,59 @@ def is_identity(scale, offset):
     return np.all(np.asarray(scale) == 1) and np.all(np.asarray(offset) == 0)
 
 
-def adapt_generator(generator, scale, offset):
-    """The generator followed by `Rescaling(scale, offset)` (itself when the map is the identity)."""
-    if is_identity(scale, offset):
+def pixel_range(scale, offset, data_mean=GENERIC_MEAN, data_std=GENERIC_STD):
+    """The values that real pixels (in [0, 1]) take after normalisation and `(scale, offset)`: `(low, high)`.
+
+    Example:
+    >>> pixel_range(*to_teacher_input("byte", (0.5,), (0.25,)), (0.5,), (0.25,))
+    (0.0, 255.0)
+    """
+    mean, std = np.asarray(data_mean, "float32"), np.asarray(data_std, "float32")
+    low, high = (np.asarray(scale, "float32") * (pixel - mean) / std + np.asarray(offset, "float32")
+                 for pixel in (0.0, 1.0))
+    if np.size(low) == 1:
+        return float(np.ravel(low)[0]), float(np.ravel(high)[0])
+    return low, high
+
+
+@keras.saving.register_keras_serializable(package="dfad_tf")
+class PixelRange(keras.layers.Layer):
+    """Clips images to `[low, high]` (per channel): the range real pixels have in the teacher's convention.
+
+    A teacher never saw a pixel darker than black or brighter than white; a
+    generator left free to produce them finds images on which a teacher's
+    logits grow without bound (README, "Bring your own teacher").
+
+    Args:
+        low, high: floats or per-channel lists.
+    """
+
+    def __init__(self, low, high, **kwargs):
+        super().__init__(**kwargs)
+        self.low, self.high = np.asarray(low).tolist(), np.asarray(high).tolist()
+
+    def call(self, images):
+        low, high = (ops.cast(value, images.dtype) for value in (self.low, self.high))
+        return ops.minimum(ops.maximum(images, low), high)
+
+    def get_config(self):
+        return {**super().get_config(), "low": self.low, "high": self.high}
+
+
+def adapt_generator(generator, scale, offset, clip_to=None):
+    """The generator followed by `Rescaling(scale, offset)` and, with `clip_to=(low, high)`, `PixelRange`.
+
+    Returns the generator itself when there is nothing to add.
+    """
+    outputs = generator.output
+    if not is_identity(scale, offset):
+        outputs = keras.layers.Rescaling(np.asarray(scale).tolist(), np.asarray(offset).tolist(),
+                                         name="to_teacher_input")(outputs)
+    if clip_to is not None:
+        outputs = PixelRange(*clip_to, name="pixel_range")(outputs)
+    if outputs is generator.output:
         return generator
-    rescale = keras.layers.Rescaling(np.asarray(scale).tolist(), np.asarray(offset).tolist(), name="to_teacher_input")
-    return keras.Model(generator.input, rescale(generator.output), name=generator.name)
+    return keras.Model(generator.input, outputs, name=generator.name)
 
 
 def adapt_images(images, scale, offset):
@@ -111,20 +160,14 @@ def batchnorm_mismatch(teacher, images):
     >>> batchnorm_mismatch(teacher, adapt_images(test_images, *to_teacher_input("unit")))
     0.0028
     """
-    layer = next((layer for layer in getattr(teacher, "layers", [])
-                  if isinstance(layer, keras.layers.BatchNormalization)), None)
-    if layer is None:
+    layers = objectives.batchnorm_layers(teacher)
+    if not layers:
         return None
     try:
-        probe = keras.Model(teacher.input, layer.input)
+        probe = keras.Model(teacher.input, layers[0].input)
     except (AttributeError, ValueError):  # a layer used twice, or a subclassed teacher: no single input to read
         return None
-    inputs = probe(images, training=False)
-    axes = tuple(range(len(inputs.shape) - 1))
-    mean, variance = ops.moments(ops.cast(inputs, "float32"), axes=axes)
-    ratio = variance / layer.moving_variance
-    kl = 0.5 * (ratio + ops.square(mean - layer.moving_mean) / layer.moving_variance - 1 - ops.log(ratio))
-    return float(ops.mean(kl))
+    return float(ops.mean(objectives.batchnorm_kl(probe(images, training=False), layers[0])))
 
 
 ConventionCheck = collections.namedtuple("ConventionCheck", ["convention", "mismatches", "suggestion"])

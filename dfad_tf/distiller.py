@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from dfad_tf import distribute, losses, models, objectives
+from dfad_tf import distribute, losses, memory, models, objectives
 
 
 class DataFreeDistiller(keras.Model):
@@ -40,6 +40,11 @@ class DataFreeDistiller(keras.Model):
     `evaluate()` and `validation_data` take real labelled images and measure
     the student. Calling the distiller calls the student.
 
+    With `replay_memory`, every imitation step also replays as many images
+    drawn from a bank of the most recent generated images (`memory.ReplayMemory`;
+    each iteration adds its first imitation batch), so the student keeps
+    agreeing with the teacher where earlier generators led it.
+
     Teacher and student may be classifiers or segmentation models alike: the
     discrepancy compares their logits, per image or per pixel. Models that
     take any image size are fed generated images of the generator's size.
@@ -51,6 +56,7 @@ class DataFreeDistiller(keras.Model):
             of the teacher's input shape.
         imitation_steps: student updates per generator update (k, 5 in the paper).
         seed: integer seed of the latent noise.
+        replay_memory: images kept in the replay memory; 0 for none (the paper's DFAD).
         name: model name.
         **kwargs: passed to `keras.Model`.
 
@@ -71,7 +77,7 @@ class DataFreeDistiller(keras.Model):
     `metrics=[keras.metrics.MeanIoU(11, ignore_class=255, sparse_y_pred=False)]`.
     """
 
-    def __init__(self, teacher, student, generator, imitation_steps=5, seed=0,
+    def __init__(self, teacher, student, generator, imitation_steps=5, seed=0, replay_memory=0,
                  name="data_free_distiller", **kwargs):
         super().__init__(name=name, **kwargs)
         for role, model in (("teacher", teacher), ("student", student), ("generator", generator)):
@@ -86,6 +92,8 @@ class DataFreeDistiller(keras.Model):
             )
         if not isinstance(imitation_steps, int) or imitation_steps < 1:
             raise ValueError(f"imitation_steps must be a positive integer, got {imitation_steps!r}")
+        if not isinstance(replay_memory, int) or replay_memory < 0:
+            raise ValueError(f"replay_memory must be a non-negative integer, got {replay_memory!r}")
         self.teacher = teacher
         self.student = student
         self.generator = generator
@@ -95,6 +103,7 @@ class DataFreeDistiller(keras.Model):
         self.latent_dim = generator.input_shape[-1]
         self.iteration = keras.Variable(0, dtype="int64", trainable=False, name="iteration",
                                         aggregation="only_first_replica")
+        self.memory = memory.ReplayMemory(replay_memory, generator.output_shape[1:]) if replay_memory else None
         self.student_loss_tracker = keras.metrics.Mean(name="loss_S")
         self.generator_loss_tracker = keras.metrics.Mean(name="loss_G")
         self.built = True  # all its state lives in the three (built) models
@@ -200,7 +209,7 @@ class DataFreeDistiller(keras.Model):
         # would normalise them with BatchNorm statistics of k * batch images and update the moving
         # averages once instead of k times, for no measured speed-up (benchmarks/README.md).
         for step in range(self.imitation_steps):
-            student_loss = self._imitation_step(noise[:, step])
+            student_loss = self._imitation_step(noise[:, step], step)
         self.student_loss_tracker.update_state(_global_mean(student_loss))
         if self.generator.trainable:
             self.generator_loss_tracker.update_state(_global_mean(self._generation_step(noise[:, -1])))
@@ -208,9 +217,16 @@ class DataFreeDistiller(keras.Model):
         return self._across_workers({"loss_S": self.student_loss_tracker.result(),
                                      "loss_G": self.generator_loss_tracker.result()})
 
-    def _imitation_step(self, noise):
-        return imitation_step(self.teacher, self.student, self.generator, noise, self.discrepancy,
-                              self.student_optimizer)
+    def _imitation_step(self, noise, step=0):
+        images = self.generator(noise, training=True)
+        fresh = images
+        if self.memory is not None:
+            seed = tf.stack([tf.constant(self.seed, tf.int64), -1 - self.iteration * self.imitation_steps - step])
+            images = tf.concat([fresh, tf.cast(self.memory.sample(tf.shape(fresh)[0], seed), fresh.dtype)], axis=0)
+        loss = imitation_step(self.teacher, self.student, images, self.discrepancy, self.student_optimizer)
+        if self.memory is not None and step == 0:
+            self.memory.add(fresh)
+        return loss
 
     def _generation_step(self, noise):
         return generation_step(self.student, self.generator, noise, self.generator_objective,
@@ -253,10 +269,10 @@ class DataFreeDistiller(keras.Model):
         return logs
 
 
-def imitation_step(teacher, student, generator, noise, discrepancy, optimizer):
-    """One student update that lowers the discrepancy on fresh generated images.
+def imitation_step(teacher, student, images, discrepancy, optimizer):
+    """One student update that lowers the discrepancy on generated images.
 
-    The generator is fixed: its images are computed outside the gradient tape.
+    The generator is fixed: the images come from outside the gradient tape.
     Shared by `DataFreeDistiller` and quantization-aware fine-tuning, whose
     student is a tf_keras model (any callable with `trainable_variables`, and an
     optimizer with `apply_gradients`, will do).
@@ -264,7 +280,6 @@ def imitation_step(teacher, student, generator, noise, discrepancy, optimizer):
     Returns:
         The discrepancy before the update.
     """
-    images = generator(noise, training=True)
     teacher_outputs = teacher(images, training=False)
     with tf.GradientTape() as tape:
         student_outputs = student(images, training=True)

@@ -9,6 +9,10 @@ benchmark):
 - `batchnorm`: distance of the batch statistics at each of the teacher's
   BatchNorm inputs to that layer's running mean and variance (DeepInversion,
   DFQ): a prior that generated images look like the teacher's training data.
+- `batchnorm_kl`: the same prior measured so that its size does not depend on
+  the teacher: the mean over BatchNorm layers and channels of the KL
+  divergence from the batch's Gaussian to the running one, 0 on data like the
+  teacher's training data whatever its widths, depth or activation scale.
 - `one_hot`: cross-entropy of the teacher's prediction with its own argmax
   (DAFL): images the teacher classifies confidently.
 - `activation`: minus the mean absolute activation of the teacher's features
@@ -28,7 +32,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-TERMS = ("adversarial", "batchnorm", "one_hot", "activation", "balance", "smoothness")
+TERMS = ("adversarial", "batchnorm", "batchnorm_kl", "one_hot", "activation", "balance", "smoothness")
+BATCHNORM_TERMS = ("batchnorm", "batchnorm_kl")
 
 # The generator-based methods of the paper's Table 2 and the DataFree benchmark.
 # DAFL's weights are those of its paper (one-hot 1, activation 0.1, entropy 5).
@@ -65,23 +70,26 @@ class GeneratorObjective:
         self.discrepancy = discrepancy
         self._batchnorms = []
         self._probe = None
-        if self.weights["batchnorm"] or self.weights["activation"]:
+        if self._uses_batchnorm or self.weights["activation"]:
             self._probe = self._build_probe(teacher)
+
+    @property
+    def _uses_batchnorm(self):
+        return any(self.weights[term] for term in BATCHNORM_TERMS)
 
     def _build_probe(self, teacher):
         """A model sharing the teacher's layers that also returns its features and BN inputs."""
         try:
             dense = [layer for layer in teacher.layers if isinstance(layer, keras.layers.Dense)]
-            if self.weights["batchnorm"]:
-                self._batchnorms = [layer for layer in teacher.layers
-                                    if isinstance(layer, keras.layers.BatchNormalization)]
+            if self._uses_batchnorm:
+                self._batchnorms = batchnorm_layers(teacher)
             features = [dense[-1].input] if dense and self.weights["activation"] else []
             bn_inputs = [layer.input for layer in self._batchnorms]
         except (AttributeError, ValueError) as error:
             raise ValueError("the batchnorm and activation terms need a functional Keras teacher whose inner "
                              f"layers can be read ({teacher.name} is not one)") from error
-        if self.weights["batchnorm"] and not bn_inputs:
-            raise ValueError(f"the batchnorm term needs a teacher with BatchNormalization layers; {teacher.name} "
+        if self._uses_batchnorm and not bn_inputs:
+            raise ValueError(f"the batchnorm terms need a teacher with BatchNormalization layers; {teacher.name} "
                              "has none")
         if self.weights["activation"] and not features:
             raise ValueError(f"the activation term needs a teacher with a Dense layer; {teacher.name} has none")
@@ -100,6 +108,9 @@ class GeneratorObjective:
             terms["activation"] = activation_loss(inner.pop(0))
         if self.weights["batchnorm"]:
             terms["batchnorm"] = batchnorm_statistics_loss(inner, self._batchnorms)
+        if self.weights["batchnorm_kl"]:
+            terms["batchnorm_kl"] = ops.mean(ops.stack([ops.mean(batchnorm_kl(inputs, layer))
+                                                        for inputs, layer in zip(inner, self._batchnorms)]))
         if self.weights["one_hot"]:
             terms["one_hot"] = one_hot_loss(teacher_outputs)
         if self.weights["balance"]:
@@ -142,6 +153,28 @@ def batchnorm_statistics_loss(bn_inputs, batchnorms):
         mean, variance = ops.moments(ops.cast(inputs, "float32"), axes=axes)
         total += ops.norm(mean - layer.moving_mean) + ops.norm(variance - layer.moving_variance)
     return total
+
+
+def batchnorm_layers(teacher):
+    """The teacher's BatchNormalization layers, in order; [] when it has none or none can be read (a SavedModel)."""
+    return [layer for layer in getattr(teacher, "layers", []) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def batchnorm_kl(inputs, layer):
+    """Per channel, KL(N(batch mean, batch variance) || N(moving mean, moving variance)) at a BatchNorm input.
+
+    Args:
+        inputs: the layer's inputs, `(batch, ..., channels)`.
+        layer: the `keras.layers.BatchNormalization` layer.
+
+    Returns:
+        A `(channels,)` tensor: 0 where the batch has the running statistics.
+    """
+    axes = tuple(range(len(inputs.shape) - 1))
+    mean, variance = ops.moments(ops.cast(inputs, "float32"), axes=axes)
+    running_variance = layer.moving_variance + layer.epsilon
+    ratio = (variance + layer.epsilon) / running_variance
+    return 0.5 * (ratio + ops.square(mean - layer.moving_mean) / running_variance - 1 - ops.log(ratio))
 
 
 def one_hot_loss(logits):

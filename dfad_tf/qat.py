@@ -94,7 +94,7 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
     def iteration(step):
         noise = tf.random.stateless_normal(shape, seed=tf.stack([tf.constant(seed, tf.int64), step]))
         for k in range(imitation_steps):
-            student_loss = imitation_step(teacher, quantized, generator, noise[:, k], discrepancy,
+            student_loss = imitation_step(teacher, quantized, generator(noise[:, k], training=True), discrepancy,
                                           student_optimizer)
         generation_step(quantized, generator, noise[:, -1], objective, generator_optimizer)
         return student_loss

@@ -59,6 +59,15 @@ def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     assert 0 <= metrics["student_accuracy"] <= 1
     assert metrics["config"]["student"] == "lenet5_half" and metrics["config"]["batch_size"] == 16
     assert metrics["selection"]["monitor"] == "val_accuracy"
+    # Each way of choosing the student, read off the history: labels pick the best epoch, the others may not.
+    epochs = np.genfromtxt(finished_run / "history.csv", delimiter=",", names=True)
+    choices = metrics["selections"]
+    assert choices["best_epoch_with_labels"]["accuracy"] == pytest.approx(epochs["val_accuracy"].max())
+    assert choices["best_epoch_with_labels"]["accuracy"] == pytest.approx(metrics["student_accuracy"])
+    assert choices["last_epoch"] == {"epoch": 2, "accuracy": pytest.approx(epochs["val_accuracy"][-1])}
+    agreed = int(np.argmax(epochs["gen_agreement"]))
+    assert choices["best_gen_agreement"] == {"epoch": agreed + 1,
+                                             "accuracy": pytest.approx(epochs["val_accuracy"][agreed])}
     history = (finished_run / "history.csv").read_text().splitlines()
     assert len(history) == 3 and "val_accuracy" in history[0] and "gen_agreement" in history[0]
     assert sorted(os.listdir(finished_run / "samples")) == ["epoch_001.png", "epoch_002.png"]

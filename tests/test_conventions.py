@@ -55,7 +55,8 @@ def test_batchnorm_mismatch_is_the_gaussian_kl_at_the_first_batchnorm(unit_bn_te
     layer = unit_bn_teacher.layers[2]
     inputs = np.asarray(keras.Model(unit_bn_teacher.inputs, layer.input)(images))
     mean, variance = inputs.mean(axis=(0, 1, 2)), inputs.var(axis=(0, 1, 2))
-    moving_mean, moving_variance = np.asarray(layer.moving_mean), np.asarray(layer.moving_variance)
+    moving_mean, moving_variance = np.asarray(layer.moving_mean), np.asarray(layer.moving_variance) + layer.epsilon
+    variance = variance + layer.epsilon  # as the layer normalises
     kl = 0.5 * (variance / moving_variance + (mean - moving_mean) ** 2 / moving_variance - 1
                 - np.log(variance / moving_variance))
     assert conventions.batchnorm_mismatch(unit_bn_teacher, images) == pytest.approx(kl.mean(), rel=1e-3)

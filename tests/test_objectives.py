@@ -43,8 +43,13 @@ def test_each_term_against_numpy():
     bn = teacher.get_layer("bn")
     expected_bn = (np.linalg.norm(conv.mean((0, 1, 2)) - np.array(bn.moving_mean))
                    + np.linalg.norm(conv.var((0, 1, 2)) - np.array(bn.moving_variance)))
+    running_var = np.array(bn.moving_variance) + bn.epsilon
+    ratio = (conv.var((0, 1, 2)) + bn.epsilon) / running_var
+    expected_bn_kl = (0.5 * (ratio + (conv.mean((0, 1, 2)) - np.array(bn.moving_mean)) ** 2 / running_var - 1
+                             - np.log(ratio))).mean()
     variation = np.abs(np.diff(images, axis=1)).mean() + np.abs(np.diff(images, axis=2)).mean()
     expected = {"one_hot": expected_one_hot, "balance": expected_balance, "batchnorm": expected_bn,
+                "batchnorm_kl": expected_bn_kl,
                 "activation": -np.abs(features).mean(), "smoothness": variation / images.std()}
 
     for term, value in expected.items():

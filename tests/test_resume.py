@@ -17,7 +17,7 @@ from dfad_tf.cli import distill
 from test_cli import TINY, run_binary
 
 EPOCHS = 3
-FLAGS = [*TINY, f"--epochs={EPOCHS}", "--iterations_per_epoch=8", "--export=float32"]
+FLAGS = [*TINY, f"--epochs={EPOCHS}", "--iterations_per_epoch=8", "--export=float32", "--replay_memory=64"]
 
 
 def history(model_dir):

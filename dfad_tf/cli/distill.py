@@ -21,6 +21,7 @@ Example:
   dfad-distill --flagfile=flags/digits.cfg --model_dir=runs/digits
 """
 
+import csv
 import os
 import time
 
@@ -62,6 +63,13 @@ flags.DEFINE_bool("standardize_logits", False,
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
                   "scale (same argmax). For teachers whose logits grow large on generated images (README, "
                   "\"Bring your own teacher\").")
+flags.DEFINE_integer("replay_memory", 0,
+                     "Images kept in a replay memory of recent generated images; every imitation step also trains "
+                     "the student on as many images drawn from it, so it does not forget what earlier generators "
+                     "taught it (0: none, the paper's DFAD).", lower_bound=0)
+flags.DEFINE_bool("clip_pixels", False,
+                  "Clip generated images to the range real pixels have in the teacher's input convention (black to "
+                  "white), so that the generator cannot invent pixels no teacher was trained on.")
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
@@ -214,7 +222,7 @@ def configuration():
              "student_width", "output_stride", "image_size", "generator", "generator_width", "latent_dim", "batch_size",
              "imitation_steps", "iterations_per_epoch", "epochs", "student_lr", "student_momentum",
              "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss",
-             "standardize_logits", "generator_loss_weights", "fixed_generator", "seed", "strategy", "sync_batchnorm",
+             "standardize_logits", "generator_loss_weights", "replay_memory", "clip_pixels", "fixed_generator", "seed", "strategy", "sync_batchnorm",
              "mixed_precision", "jit_compile"]
     return {name: FLAGS[name].value for name in names}
 
@@ -239,12 +247,13 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
     if FLAGS.fixed_generator:
         generator = _load_fixed_generator(image_shape)
     else:
+        data = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
         generator = conventions.adapt_generator(
             models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width,
                                    synchronized_batchnorm=sync_batchnorm),
-            *input_map)
+            *input_map, clip_to=conventions.pixel_range(*input_map, **data) if FLAGS.clip_pixels else None)
     distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=FLAGS.imitation_steps,
-                                  seed=FLAGS.seed)
+                                  seed=FLAGS.seed, replay_memory=FLAGS.replay_memory)
     try:
         distiller.compile(
             *optimizers.paper_optimizers(
@@ -373,6 +382,9 @@ def _metrics(model_dir, distiller, student, best, history, seconds, test_data, s
             f"student_{metric}": f"held-out {measure} of the exported student (student.keras) itself",
             f"best_epoch_{metric}": f"the paper's protocol: the best held-out {measure} over the epochs of "
                                     f"distillation; equal to student_{metric} when selection.monitor is val_{metric}",
+            "selections": f"the held-out {measure} each way of choosing the student would have given: the best "
+                          "epoch by labels (the paper's protocol), and without labels the last epoch or the epoch "
+                          "of the best gen_agreement",
             "selection": f"student.keras is the student of the epoch with the best selection.monitor: val_{metric} "
                          f"(held-out {measure}) with labelled data, else gen_agreement (top-1 agreement with the "
                          "teacher on a fixed bank of generated images, per pixel for segmentation)",
@@ -384,6 +396,8 @@ def _metrics(model_dir, distiller, student, best, history, seconds, test_data, s
         metrics[f"student_{metric}"] = evaluation.model_score(student, images, labels, spec)
         if record["monitor"] == f"val_{metric}":
             metrics[f"best_epoch_{metric}"] = record["value"]
+        with open(os.path.join(model_dir, "history.csv")) as f:  # every epoch, those before a resume too
+            metrics["selections"] = evaluation.selections(list(csv.DictReader(f)), metric)
         if "float32" in FLAGS.export:
             logits = export.tflite_predict(os.path.join(model_dir, export.tflite_filename("float32")), images)
             metrics[f"student_tflite_{metric}"] = evaluation.score(logits, labels, spec)

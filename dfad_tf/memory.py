@@ -1,0 +1,68 @@
+"""A replay memory of generated images, so that the student does not forget what earlier generators taught it.
+
+DFAD's generator keeps moving to wherever the student is wrong now; trained
+only on the current generator's images, the student forgets the regions it
+learnt earlier and its accuracy swings from epoch to epoch. Replaying a bank
+of past generated images beside the fresh ones (as CMI, Binici et al. 2022 and
+Fast-DFKD do) keeps those regions in the student's loss.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+class ReplayMemory(keras.layers.Layer):
+    """A first-in first-out bank of the most recent `capacity` generated images.
+
+    Its contents are non-trainable variables of the layer, so they are saved
+    with the distiller's weights and a run resumed from a backup replays what
+    the interrupted run would have replayed. Under a `tf.distribute` strategy
+    the bank holds the first replica's images (aggregation
+    "only_first_replica"), and every replica samples the same slots.
+
+    Args:
+        capacity: images kept.
+        image_shape: `(height, width, channels)` of the images.
+        name: layer name.
+
+    Example:
+    >>> memory = ReplayMemory(4096, (32, 32, 1))
+    >>> memory.add(images)
+    >>> replayed = memory.sample(128, seed=tf.constant([0, 7], tf.int64))
+    """
+
+    def __init__(self, capacity, image_shape, name="replay_memory", **kwargs):
+        super().__init__(name=name, dtype="float32", **kwargs)
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"the replay memory's capacity must be a positive integer, got {capacity!r}")
+        self.capacity = capacity
+        self.image_shape = tuple(image_shape)
+        self.images = self.add_weight(shape=(capacity, *self.image_shape), initializer="zeros", trainable=False,
+                                      name="images", aggregation="only_first_replica")
+        self.count = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False, name="count",
+                                     aggregation="only_first_replica")
+        self.built = True
+
+    @property
+    def size(self):
+        """Images held now: the number added so far, at most `capacity`."""
+        return ops.minimum(self.count, self.capacity)
+
+    def add(self, images):
+        """Writes `images` over the oldest ones (after the newest ones, while there is room)."""
+        images = ops.cast(ops.stop_gradient(images), "float32")
+        slots = (self.count + ops.arange(ops.shape(images)[0], dtype="int64")) % self.capacity
+        self.images.assign(tf.tensor_scatter_nd_update(self.images.value, slots[:, None], images))
+        self.count.assign_add(ops.cast(ops.shape(images)[0], "int64"))
+
+    def sample(self, batch_size, seed):
+        """`batch_size` images drawn uniformly, with replacement, from those held.
+
+        Args:
+            batch_size: images to draw.
+            seed: a stateless seed, an int64 tensor of shape (2,).
+        """
+        slots = tf.random.stateless_uniform((batch_size,), seed, minval=0, maxval=ops.maximum(self.size, 1),
+                                            dtype=tf.int64)
+        return ops.take(self.images, slots, axis=0)
