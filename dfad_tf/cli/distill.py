@@ -27,7 +27,7 @@ import time
 
 from absl import flags, logging
 
-from dfad_tf import distribute, export, losses, models, objectives, precision
+from dfad_tf import distribute, export, losses, models, objectives, precision, recipes
 from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
@@ -58,18 +58,23 @@ flags.DEFINE_list("lr_decay_epochs", [],
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step-decay multiplier of both learning rates.")
 flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
-flags.DEFINE_bool("standardize_logits", False,
+flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
+                  "What the generator optimises and how the student learns: robust (the default, for any teacher: "
+                  "standardized logits, clipped pixels, a replay memory, a BatchNorm prior when the teacher's "
+                  "BatchNorm layers can be read) or paper (DFAD exactly as published). The four flags below "
+                  "override single parts of it.")
+flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
-                  "scale (same argmax). For teachers whose logits grow large on generated images (README, "
-                  "\"Bring your own teacher\").")
-flags.DEFINE_integer("replay_memory", 0,
+                  "scale (same argmax). Default: from --recipe (robust: on; paper: off).")
+flags.DEFINE_integer("replay_memory", None,
                      "Images kept in a replay memory of recent generated images; every imitation step also trains "
                      "the student on as many images drawn from it, so it does not forget what earlier generators "
-                     "taught it (0: none, the paper's DFAD).", lower_bound=0)
-flags.DEFINE_bool("clip_pixels", False,
+                     "taught it (0: none). Default: from --recipe (robust: 8192; paper: 0).", lower_bound=0)
+flags.DEFINE_bool("clip_pixels", None,
                   "Clip generated images to the range real pixels have in the teacher's input convention (black to "
-                  "white), so that the generator cannot invent pixels no teacher was trained on.")
+                  "white), so that the generator cannot invent pixels no teacher was trained on. Default: from "
+                  "--recipe (robust: on; paper: off).")
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
@@ -96,12 +101,13 @@ flags.DEFINE_enum("mixed_precision", "float32", list(precision.POLICIES),
                   "compute capability 7.0+; both optimizers scale the loss). Saved students are float32.")
 
 common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
-flags.DEFINE_list("generator_loss_weights", ["adversarial=1"],
+flags.DEFINE_list("generator_loss_weights", None,
                   "What the generator optimises, as TERM=WEIGHT pairs over the terms adversarial (DFAD's "
-                  "discrepancy), batchnorm (match the teacher's BatchNorm statistics, a prior as in DeepInversion "
-                  "and DFQ), one_hot, activation and balance (DAFL's terms), smoothness (an image prior needing "
-                  "only the teacher's outputs, for SavedModel teachers). DAFL is one_hot=1,activation=0.1,"
-                  "balance=5; DFAD with a BN prior adversarial=1,batchnorm=1.")
+                  "discrepancy), batchnorm and batchnorm_kl (match the teacher's BatchNorm statistics, a prior as in "
+                  "DeepInversion and DFQ; batchnorm_kl is the same in size for any teacher), one_hot, activation "
+                  "and balance (DAFL's terms), smoothness (an image prior needing only the teacher's outputs). "
+                  "Default: from --recipe (paper: adversarial=1; robust: adversarial=1, plus batchnorm_kl=1 when "
+                  "the teacher's BatchNorm layers can be read). DAFL is one_hot=1,activation=0.1,balance=5.")
 flags.DEFINE_string("fixed_generator", None,
                     "A generator.keras of an earlier run: train a fresh student on its images, the generator "
                     "frozen (no generation stage).")
@@ -115,6 +121,8 @@ def _parse_weights(pairs):
 
 
 def _valid_weights(pairs):
+    if pairs is None:
+        return True
     try:
         return bool(_parse_weights(pairs))
     except ValueError:
@@ -216,19 +224,29 @@ def _check_runs(model, shape, flag):
     return shape
 
 
-def configuration():
-    """The flags that define this run, as recorded in student.json and metrics.json."""
+def recipe_settings(teacher):
+    """The parts of --recipe for this teacher, each overridden by its own flag when given."""
+    recipe = recipes.RECIPES[FLAGS.recipe]
+    settings = {name: getattr(recipe, name) if FLAGS[name].value is None else FLAGS[name].value
+                for name in ("standardize_logits", "clip_pixels", "replay_memory")}
+    settings["generator_loss_weights"] = (recipe.generator_loss_weights(teacher) if FLAGS.generator_loss_weights is None
+                                          else _parse_weights(FLAGS.generator_loss_weights))
+    return settings
+
+
+def configuration(settings):
+    """The flags that define this run and the recipe's settings, as recorded in student.json and metrics.json."""
     names = ["dataset", "teacher", "teacher_input", "teacher_input_mean", "teacher_input_std", "student",
              "student_width", "output_stride", "image_size", "generator", "generator_width", "latent_dim", "batch_size",
              "imitation_steps", "iterations_per_epoch", "epochs", "student_lr", "student_momentum",
-             "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "loss",
+             "student_weight_decay", "generator_lr", "lr_decay_epochs", "lr_decay_factor", "recipe", "loss",
              "standardize_logits", "generator_loss_weights", "replay_memory", "clip_pixels", "fixed_generator", "seed", "strategy", "sync_batchnorm",
              "mixed_precision", "jit_compile"]
-    return {name: FLAGS[name].value for name in names}
+    return {**{name: FLAGS[name].value for name in names}, **settings}
 
 
 def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
-    """Teacher (loaded or trained), student, generator and the compiled distiller."""
+    """Teacher (loaded or trained), student, generator and the compiled distiller, and `recipe_settings`."""
     import keras
 
     from dfad_tf import conventions, evaluation, optimizers
@@ -239,6 +257,7 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
     keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)  # the teacher keeps its own
     keras.utils.set_random_seed(FLAGS.seed)
     image_shape = _generated_shape(teacher, spec)
+    settings = recipe_settings(teacher)
     try:
         student = models.build_model(FLAGS.student, image_shape, teacher.output_shape[-1], width=FLAGS.student_width,
                                      output_stride=int(FLAGS.output_stride))
@@ -251,9 +270,9 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
         generator = conventions.adapt_generator(
             models.build_generator(FLAGS.generator, FLAGS.latent_dim, image_shape, width=FLAGS.generator_width,
                                    synchronized_batchnorm=sync_batchnorm),
-            *input_map, clip_to=conventions.pixel_range(*input_map, **data) if FLAGS.clip_pixels else None)
+            *input_map, clip_to=conventions.pixel_range(*input_map, **data) if settings["clip_pixels"] else None)
     distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=FLAGS.imitation_steps,
-                                  seed=FLAGS.seed, replay_memory=FLAGS.replay_memory)
+                                  seed=FLAGS.seed, replay_memory=settings["replay_memory"])
     try:
         distiller.compile(
             *optimizers.paper_optimizers(
@@ -261,12 +280,12 @@ def _build_distiller(model_dir, spec, input_map, sync_batchnorm):
                 momentum=FLAGS.student_momentum, decay_epochs=[int(e) for e in FLAGS.lr_decay_epochs],
                 decay_factor=FLAGS.lr_decay_factor, iterations_per_epoch=FLAGS.iterations_per_epoch,
                 imitation_steps=FLAGS.imitation_steps),
-            loss=losses.Discrepancy(FLAGS.loss, standardize=FLAGS.standardize_logits),
+            loss=losses.Discrepancy(FLAGS.loss, standardize=settings["standardize_logits"]),
             metrics=[evaluation.keras_metric(spec)] if spec is not None else None,
-            generator_loss_weights=_parse_weights(FLAGS.generator_loss_weights), jit_compile=FLAGS.jit_compile)
+            generator_loss_weights=settings["generator_loss_weights"], jit_compile=FLAGS.jit_compile)
     except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
         raise common.FlagError("generator_loss_weights", str(error)) from error
-    return distiller
+    return distiller, settings
 
 
 def _check_teacher_input(distiller, spec, input_map):
@@ -426,7 +445,7 @@ def main(argv):
     if sync_batchnorm is None:
         sync_batchnorm = strategy.num_replicas_in_sync > 1
     with strategy.scope():
-        distiller = _build_distiller(model_dir, spec, input_map, sync_batchnorm)
+        distiller, settings = _build_distiller(model_dir, spec, input_map, sync_batchnorm)
 
     metrics_path = os.path.join(model_dir, "metrics.json")
     if writes_files:
@@ -435,7 +454,7 @@ def main(argv):
     student_path = os.path.join(model_dir, "student.keras")
     monitor = f"val_{evaluation.metric_name(spec)}" if has_data else "gen_agreement"
     best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
-                                           extra_record={"config": configuration()},
+                                           extra_record={"config": configuration(settings)},
                                            generator_path=os.path.join(model_dir, "generator.keras"))
     started = time.time()
     history = distiller.fit(batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch,

@@ -14,8 +14,9 @@ configure the runs; methods only change what they must:
   kd_unr    KD on unlabelled unrelated images (--unrelated_data)
   random    KD on Gaussian-noise images
   dafl      a generator with DAFL's one-hot, activation and balance terms
-  dfad      data-free adversarial distillation
+  dfad      data-free adversarial distillation as published (--recipe=paper)
   dfad_bn   DFAD with a BatchNorm-statistics prior (needs a teacher with BN)
+  robust    dfad_tf's default recipe (--recipe=robust, README "Recipes")
 
 KD runs take as many student updates as a DFAD run (epochs x
 iterations_per_epoch x imitation_steps) at the same batch size and learning rate.
@@ -47,8 +48,8 @@ from dfad_tf.data import alternatives
 FLAGS = flags.FLAGS
 
 KD_METHODS = ("kd_ori", "kd_rel", "kd_unr", "random")
-GENERATOR_METHODS = ("dafl", "dfad", "dfad_bn")
-METHODS = ("teacher", *KD_METHODS, *GENERATOR_METHODS)
+GENERATOR_METHODS = ("dafl", "dfad", "dfad_bn")  # the paper's recipe with these generator objectives
+METHODS = ("teacher", *KD_METHODS, *GENERATOR_METHODS, "robust")
 STUDIES = ("table", "loss", "batch_size", "fixed_generator")
 
 flags.DEFINE_list("methods", list(METHODS), f"Methods of --study=table, from: {', '.join(METHODS)}.")
@@ -79,12 +80,14 @@ def _cells():
     if FLAGS.study == "loss":
         from dfad_tf import losses
 
-        return [(loss, seed, {"loss": loss}) for loss in losses.DISCREPANCIES for seed in seeds]
+        return [(loss, seed, {"loss": loss, "recipe": "paper"}) for loss in losses.DISCREPANCIES for seed in seeds]
     if FLAGS.study == "batch_size":
-        return [(f"batch_{size}", seed, {"batch_size": int(size)}) for size in FLAGS.batch_sizes for seed in seeds]
+        return [(f"batch_{size}", seed, {"batch_size": int(size), "recipe": "paper"})
+                for size in FLAGS.batch_sizes for seed in seeds]
     return [cell for seed in seeds for cell in (
-        ("dfad", seed, {}),
-        ("fixed_generator", seed, {"fixed_generator": os.path.join(_cell_dir("dfad", seed), "generator.keras")}))]
+        ("dfad", seed, {"recipe": "paper"}),
+        ("fixed_generator", seed, {"recipe": "paper",
+                                   "fixed_generator": os.path.join(_cell_dir("dfad", seed), "generator.keras")}))]
 
 
 def _cell_dir(variant, seed):
@@ -219,7 +222,8 @@ def main(argv):
             else:
                 if variant in GENERATOR_METHODS:
                     weights = objectives.METHOD_WEIGHTS[variant]
-                    overrides = {"generator_loss_weights": [f"{k}={v}" for k, v in weights.items()], **overrides}
+                    overrides = {"recipe": "paper",
+                                 "generator_loss_weights": [f"{k}={v}" for k, v in weights.items()], **overrides}
                 curve = _distill_cell(cell_dir, seed, overrides, teacher_path)
             record = {"method": variant, "seed": seed, f"best_{metric}": max(curve), f"val_{metric}": curve}
             os.makedirs(cell_dir, exist_ok=True)
