@@ -213,6 +213,32 @@ def test_export_binary_writes_every_variant_and_a_computed_report(tmp_path, fini
     assert not os.path.exists(tmp_path / "int8_noise_calibrated.tflite")
 
 
+def test_export_for_the_edge_bakes_in_the_pixels_and_says_so(tmp_path, finished_run, digits_arrays, capsys):
+    from dfad_tf.data import digits
+
+    copy_files(finished_run, tmp_path)
+    edge = tmp_path / "edge"
+    assert run_binary(export_binary, f"--run_dir={tmp_path}", f"--output_dir={edge}", "--input=uint8",
+                      "--output=probabilities", "--variants=float32", "--noreferences", "--nosaved_model") == 0
+    report = json.loads((edge / "export_report.json").read_text())
+    assert report["interface"]["input"] == {
+        "name": "images", "shape": [None, 32, 32, 1], "dtype": "uint8", "range": [0, 255],
+        "meaning": "pixels as a camera gives them; the file normalises them", "mean": [0.1307], "std": [0.3081],
+        "unit_pixel_to_student_input": {"scale": [pytest.approx(1 / 0.3081)], "offset": [pytest.approx(-0.1307 / 0.3081)]}}
+    assert report["interface"]["output"]["kind"] == "probabilities" and report["interface"]["output"]["classes"] == 10
+    pixels, labels = digits.pixels("test")
+    probabilities = export.tflite_predict(edge / "student.tflite", pixels)
+    student_accuracy = json.loads((finished_run / "metrics.json").read_text())["student_accuracy"]
+    rows = {row["name"]: row for row in report["rows"]}
+    assert rows["float32"]["accuracy"] == pytest.approx(np.mean(probabilities.argmax(-1) == labels))
+    assert abs(rows["float32"]["accuracy"] - student_accuracy) <= 0.01
+    assert rows["float32"]["input_dtype"] == "uint8" and rows["float32"]["max_probability_diff"] < 0.01
+    before = files_with_contents(tmp_path)
+    assert run_binary(export_binary, f"--run_dir={tmp_path}", "--input=uint8", "--int8_io") == 2
+    assert "--int8_io: gives the int8 file int8 inputs, but --input=uint8 files take pixels" in one_line_error(capsys)
+    assert files_with_contents(tmp_path) == before
+
+
 def test_export_without_a_generator_is_one_line(tmp_path, finished_run, capsys):
     copy_files(finished_run, tmp_path)
     os.remove(tmp_path / "generator.keras")
