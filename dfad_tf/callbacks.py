@@ -153,7 +153,8 @@ class GeneratedAgreement(keras.callbacks.Callback):
     equals the teacher's (for segmentation, the fraction of their pixels). The
     generator is trained to find images where the two disagree, so a student
     that agrees on them has caught up with the hardest samples the run can
-    make. Put this callback before any that reads it.
+    make. Outputs that are not finite (NaN, inf) never count as agreeing.
+    Put this callback before any that reads it.
 
     Args:
         num_samples: size of the noise bank.
@@ -176,11 +177,99 @@ class GeneratedAgreement(keras.callbacks.Callback):
         agree = 0
         for start in range(0, self.num_samples, self.batch_size):
             images = distiller.generator(latents[start:start + self.batch_size], training=False)
-            teacher = np.argmax(distiller.teacher(images, training=False), axis=-1)
-            student = np.argmax(distiller.student(images, training=False), axis=-1)
-            agree += float(np.mean(teacher == student)) * len(images)
+            teacher, student = (np.asarray(model(images, training=False))
+                                for model in (distiller.teacher, distiller.student))
+            # argmax reads a NaN as the largest value: outputs that are not all finite never agree.
+            finite = np.isfinite(teacher).all(axis=-1) & np.isfinite(student).all(axis=-1)
+            agree += float(np.mean(finite & (teacher.argmax(-1) == student.argmax(-1)))) * len(images)
         if logs is not None:
             logs["gen_agreement"] = agree / self.num_samples
+
+
+class DivergedError(RuntimeError):
+    """A DFAD run diverged or produced NaN; `model` says which model did.
+
+    Attributes:
+        model: "teacher" (its outputs on finite generated images are not
+            finite) or "student" (training diverged: the student's loss is
+            not finite or exploded while the teacher's outputs are finite).
+        iteration: the DFAD iteration after which the losses were checked.
+        reason: what was seen, e.g. "NaN or infinite loss".
+    """
+
+    def __init__(self, model, iteration, reason):
+        advice = {"teacher": "the teacher's outputs on generated images are not finite; check its input convention",
+                  "student": "the student diverged; lower its learning rate"}[model]
+        super().__init__(f"{reason} at DFAD iteration {iteration}: {advice}")
+        self.model, self.iteration, self.reason = model, iteration, reason
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops a DFAD run at the first NaN, infinite or exploded loss, naming the model that produced it.
+
+    Checks `loss_S` and `loss_G` after every iteration and raises
+    `DivergedError` at once, so nothing after the last good epoch is saved
+    (the best student on disk stays). A loss counts as exploded when `loss_S`
+    exceeds `factor` times the teacher's typical output size (its mean
+    absolute output on generated images at the start): a student that far
+    from the teacher has diverged, and goes on to overflow or to output
+    constants. To tell which model went wrong it keeps the generator's
+    weights of the start of the epoch and, after a failure, feeds the teacher
+    images of a fixed noise bank through that generator and through the
+    current one (in training mode, as in the run, on a copy): outputs that are
+    not finite on finite images make the teacher the cause (typically a wrong
+    input convention), else the student (training diverged, typically a
+    student learning rate too high; a diverging generator makes the student's
+    loss diverge at the next iteration and looks the same).
+
+    Args:
+        factor: how many times the teacher's output size `loss_S` may reach.
+        num_samples: size of the fixed noise bank.
+        seed: seed of that bank.
+
+    Example:
+    >>> distiller.fit(batch_size=256, callbacks=[StopOnDivergence(), ...])  # raises DivergedError
+    """
+
+    def __init__(self, factor=1e3, num_samples=1024, seed=2):
+        super().__init__()
+        self.factor = factor
+        self.num_samples = num_samples
+        self.seed = seed
+
+    def on_train_begin(self, logs=None):
+        distiller = self.model
+        images = distiller.generator(_fixed_latents(256, distiller.latent_dim, self.seed), training=False)
+        outputs = np.abs(np.asarray(distiller.teacher(images, training=False), "float32"))
+        self.max_loss = self.factor * max(float(np.nanmean(outputs)) if np.isfinite(outputs).any() else 0.0, 1.0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_generator = self.model.generator.get_weights()
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        values = {name: float(np.asarray(logs[name])) for name in ("loss_S", "loss_G") if name in logs}
+        exploded = values.get("loss_S", 0.0) > self.max_loss
+        if all(np.isfinite(list(values.values()))) and not exploded:
+            return
+        iteration = int(self.model.iteration.numpy())
+        if self._teacher_fails():
+            raise DivergedError("teacher", iteration, "NaN or infinite loss")
+        raise DivergedError("student", iteration, f"loss_S = {values['loss_S']:.3g}, over {self.max_loss:.3g}"
+                            if exploded else "NaN or infinite loss")
+
+    def _teacher_fails(self):
+        distiller = self.model
+        latents = _fixed_latents(self.num_samples, distiller.latent_dim, self.seed)
+        copy = keras.models.clone_model(distiller.generator)
+        for weights in (self._epoch_generator, distiller.generator.get_weights()):
+            copy.set_weights(weights)
+            for start in range(0, self.num_samples, 256):
+                images = np.asarray(copy(latents[start:start + 256], training=True))
+                if np.isfinite(images).all() and not np.isfinite(
+                        np.asarray(distiller.teacher(images, training=False))).all():
+                    return True
+        return False
 
 
 class BestStudentCheckpoint(keras.callbacks.Callback):

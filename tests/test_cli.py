@@ -115,6 +115,35 @@ def test_a_worse_run_keeps_the_better_student_and_its_exports(tmp_path, finished
     assert metrics["selection"]["value"] == 1.01
 
 
+def test_a_diverging_student_stops_at_once_in_one_line_keeping_the_best_student(tmp_path, finished_run,
+                                                                                 digits_teacher, capsys):
+    copy_files(finished_run, tmp_path)
+    before = files_with_contents(tmp_path)
+    assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", *TINY,
+                      "--student_lr=1000") == 2
+    assert re.fullmatch(r".*: error: --student_lr: loss_S = \S+, over \S+ at DFAD iteration 1: the student "
+                        r"diverged; try a lower --student_lr than 1000 \(the best student so far stays in "
+                        r"--model_dir\)", one_line_error(capsys))
+    after = files_with_contents(tmp_path)
+    for name in ("student.keras", "student.json", "generator.keras", "student.tflite"):
+        assert after[name] == before[name], name
+
+
+def test_a_teacher_giving_nan_stops_the_run_naming_teacher_input_after_a_chance_warning(tmp_path, digits_teacher,
+                                                                                         capsys, caplog):
+    teacher = keras.saving.load_model(digits_teacher)
+    last = teacher.layers[-1]
+    last.bias.assign(np.where(np.arange(10) == 3, np.nan, np.asarray(last.bias)).astype("float32"))
+    path = save_model(tmp_path / "nan_teacher.keras", teacher)
+    assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", *TINY) == 2
+    assert re.search(r"--teacher_input: NaN or infinite loss at DFAD iteration 1: the teacher's outputs on generated "
+                     r"images are not finite; check that --teacher_input=normalized is what it takes", one_line_error(capsys))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(re.search(r"the teacher scores 0\.\d+ \(accuracy\) on held-out --dataset=digits, no better than always "
+                         r"predicting one class .*check --teacher_input=normalized", w) for w in warnings), warnings
+    assert not os.path.exists(tmp_path / "run" / "student.keras")
+
+
 def save_model(path, model):
     model.save(path)
     return path

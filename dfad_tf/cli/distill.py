@@ -292,6 +292,30 @@ def _check_teacher_input(distiller, spec, input_map):
     return {"checked": True, "batchnorm_mismatch": check.mismatches, "suggestion": check.suggestion}
 
 
+def _warn_if_teacher_at_chance(teacher, test_data, spec):
+    """Warns when the teacher does no better on held-out data than a constant prediction."""
+    from dfad_tf import evaluation
+
+    images, labels = test_data
+    score = evaluation.model_score(teacher, images, labels, spec)
+    at_chance, constant = evaluation.at_chance(score, labels, spec)
+    if at_chance:
+        logging.warning("the teacher scores %.3f (%s) on held-out --dataset=%s, no better than always predicting "
+                        "one class (%.3f): check --teacher_input=%s and that --dataset is the teacher's",
+                        score, evaluation.metric_name(spec), FLAGS.dataset, constant, FLAGS.teacher_input)
+
+
+def _diverged(error):
+    """The FlagError of a run that went NaN or diverged: which flag to change, and how."""
+    kept = "the best student so far stays in --model_dir"
+    if error.model == "teacher":
+        return common.FlagError("teacher_input", f"{error.reason} at DFAD iteration {error.iteration}: the teacher's "
+                                                 "outputs on generated images are not finite; check that "
+                                                 f"--teacher_input={FLAGS.teacher_input} is what it takes ({kept})")
+    return common.FlagError("student_lr", f"{error.reason} at DFAD iteration {error.iteration}: the student "
+                                          f"diverged; try a lower --student_lr than {FLAGS.student_lr:g} ({kept})")
+
+
 def _callbacks(model_dir, best, writes_files, test_data, spec):
     """The run's side jobs; a multi-worker run's non-chief workers only train and restore."""
     import keras
@@ -300,7 +324,7 @@ def _callbacks(model_dir, best, writes_files, test_data, spec):
 
     backup = callbacks.TrainingBackup(os.path.join(model_dir, "backup"), write=writes_files)
     if not writes_files:
-        return [keras.callbacks.TerminateOnNaN(), backup]
+        return [callbacks.StopOnDivergence(), backup]
     if backup.exists:
         print(f"Resuming the interrupted run in {backup.backup_dir}")
     logs, samples = os.path.join(model_dir, "logs"), os.path.join(model_dir, "samples")
@@ -309,7 +333,7 @@ def _callbacks(model_dir, best, writes_files, test_data, spec):
         images, labels = test_data
         pictures.append(callbacks.SegmentationPictures(images[:8], labels[:8], logs, samples))
     return [
-        keras.callbacks.TerminateOnNaN(),
+        callbacks.StopOnDivergence(),
         callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),  # before `best`, which may monitor it
         best,
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=backup.exists),
@@ -418,16 +442,21 @@ def main(argv):
     if writes_files:
         fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}),
                                          "teacher_input_check": _check_teacher_input(distiller, spec, input_map)})
+    if test_data is not None:
+        _warn_if_teacher_at_chance(distiller.teacher, test_data, spec)
     student_path = os.path.join(model_dir, "student.keras")
     monitor = f"val_{evaluation.metric_name(spec)}" if has_data else "gen_agreement"
     best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
                                            extra_record={"config": configuration()},
                                            generator_path=os.path.join(model_dir, "generator.keras"))
     started = time.time()
-    history = distiller.fit(batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch,
-                            epochs=FLAGS.epochs, validation_data=test_data,
-                            callbacks=_callbacks(model_dir, best, writes_files, test_data, spec),
-                            verbose=common.verbosity())
+    try:
+        history = distiller.fit(batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch,
+                                epochs=FLAGS.epochs, validation_data=test_data,
+                                callbacks=_callbacks(model_dir, best, writes_files, test_data, spec),
+                                verbose=common.verbosity())
+    except callbacks.DivergedError as error:
+        raise _diverged(error) from error
     seconds = time.time() - started
     if not writes_files:
         print(f"Worker finished {int(distiller.iteration.numpy())} iterations; the chief writes the results")
