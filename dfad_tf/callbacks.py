@@ -14,25 +14,29 @@ def _fixed_latents(num, latent_dim, seed):
     return np.random.default_rng(seed).standard_normal((num, latent_dim)).astype("float32")
 
 
-def _stretch(images):
-    """Each image stretched to [0, 1] on its own, grey images made RGB."""
+def _common_scale(images):
+    """All images mapped to [0, 1] by one scale (their joint 0.5th to 99.5th percentile), grey made RGB.
+
+    Generated samples have no fixed pixel range, but one scale for the whole
+    grid keeps their contrasts comparable, unlike stretching each on its own.
+    """
     images = np.asarray(images, dtype="float32")
-    low = images.min(axis=(1, 2, 3), keepdims=True)
-    high = images.max(axis=(1, 2, 3), keepdims=True)
-    images = (images - low) / np.maximum(high - low, 1e-8)
+    finite = images[np.isfinite(images)]
+    low, high = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
+    images = np.clip((np.nan_to_num(images, nan=low) - low) / max(high - low, 1e-8), 0, 1)
     return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 
 
-def image_grid(images, stretch=True):
+def image_grid(images, rescale=True):
     """Tiles `(n, h, w, c)` images into one uint8 `(rows*h, cols*w, c)` picture.
 
     Args:
         images: float images.
-        stretch: stretch each image to the full 0-255 range on its own, since
-            generated samples have no fixed pixel range; False for images
-            already in [0, 1] (see `side_by_side`).
+        rescale: map the images to [0, 1] by one common scale
+            (`_common_scale`), since generated samples have no fixed pixel
+            range; False for images already in [0, 1] (see `side_by_side`).
     """
-    images = _stretch(images) if stretch else np.asarray(images, dtype="float32")
+    images = _common_scale(images) if rescale else np.asarray(images, dtype="float32")
     n, h, w, c = images.shape
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -41,6 +45,56 @@ def image_grid(images, stretch=True):
         row, col = divmod(i, cols)
         grid[row * h:(row + 1) * h, col * w:(col + 1) * w] = image
     return (grid * 255).round().astype("uint8")
+
+
+def labelled_grid(images, teacher_classes, student_classes, class_names=None):
+    """Generated samples on one common scale, each titled with the teacher's class, disagreements marked.
+
+    A tile where the student's class differs is framed in red and titled
+    "teacher / student" in red, so a reader sees what the generator draws and
+    where the student does not yet follow.
+
+    Args:
+        images: float images `(n, h, w, c)`.
+        teacher_classes, student_classes: integer classes `(n,)`.
+        class_names: names of the classes (default: their numbers).
+
+    Returns:
+        A uint8 RGB picture `(height, width, 3)`.
+
+    Example:
+    >>> picture = labelled_grid(images, teacher(images).argmax(-1), student(images).argmax(-1))
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    images = _common_scale(images)
+    name = (lambda c: str(class_names[c])) if class_names else str
+    cols = int(np.ceil(np.sqrt(len(images))))
+    rows = int(np.ceil(len(images) / cols))
+    figure = Figure(figsize=(1.1 * cols, 1.25 * rows + 0.4), dpi=80)
+    FigureCanvasAgg(figure)
+    agree = int(np.sum(np.asarray(teacher_classes) == np.asarray(student_classes)))
+    figure.suptitle(f"title: teacher's class; red: the student says otherwise ({len(images) - agree} of "
+                    f"{len(images)})", fontsize=9)
+    for i, ax in enumerate(figure.subplots(rows, cols, squeeze=False).ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= len(images):
+            ax.set_axis_off()
+            continue
+        ax.imshow(images[i], vmin=0, vmax=1, interpolation="nearest")
+        teacher, student = int(teacher_classes[i]), int(student_classes[i])
+        if teacher == student:
+            ax.set_title(name(teacher), fontsize=9, pad=2)
+        else:
+            ax.set_title(f"{name(teacher)} / {name(student)}", fontsize=9, pad=2, color="red", fontweight="bold")
+            for spine in ax.spines.values():
+                spine.set_color("red")
+                spine.set_linewidth(3)
+    figure.tight_layout(rect=(0, 0, 1, 0.97), pad=0.3)
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
 def color_masks(labels, num_classes):
@@ -65,42 +119,49 @@ def color_masks(labels, num_classes):
 
 def side_by_side(images, *masks, num_classes):
     """Each image followed by its coloured masks, as one wider image: `(n, h, w * (1 + len(masks)), 3)`."""
-    return np.concatenate([_stretch(images), *(color_masks(m, num_classes) for m in masks)], axis=2)
+    return np.concatenate([_common_scale(images), *(color_masks(m, num_classes) for m in masks)], axis=2)
 
 
 class GeneratedImages(keras.callbacks.Callback):
     """Each epoch, draws generated samples from fixed noise to TensorBoard and PNG.
 
-    For a segmentation teacher each sample is drawn beside the mask the teacher
-    predicts on it (the paper's Fig. 6).
+    One common scale for the grid; each sample titled with the teacher's
+    class, in red with the student's where the two disagree
+    (`labelled_grid`). For a segmentation teacher each sample is drawn beside
+    the mask the teacher predicts on it (the paper's Fig. 6). TensorBoard's
+    step is the distiller's DFAD iteration.
 
     Args:
         log_dir: TensorBoard directory; images go to its `samples` subfolder.
         image_dir: folder for `epoch_NNN.png` files (None for none).
         num_images: images in the grid.
         seed: seed of the fixed noise.
+        class_names: names of the teacher's classes (default: their numbers).
 
     Example:
     >>> distiller.fit(batch_size=256, callbacks=[GeneratedImages("runs/x/logs", "runs/x/samples")])
     """
 
-    def __init__(self, log_dir, image_dir=None, num_images=64, seed=0):
+    def __init__(self, log_dir, image_dir=None, num_images=64, seed=0, class_names=None):
         super().__init__()
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "samples"))
         self.image_dir = image_dir
         self.num_images = num_images
         self.seed = seed
+        self.class_names = class_names
 
     def on_epoch_end(self, epoch, logs=None):
-        generator, teacher = self.model.generator, self.model.teacher
+        distiller = self.model
+        generator, teacher = distiller.generator, distiller.teacher
         latents = _fixed_latents(self.num_images, generator.input_shape[-1], self.seed)
         images = np.asarray(generator(latents, training=False))
         if len(teacher.output_shape) == 4:
             masks = np.argmax(teacher(images, training=False), axis=-1)
-            grid = image_grid(side_by_side(images, masks, num_classes=teacher.output_shape[-1]), stretch=False)
+            grid = image_grid(side_by_side(images, masks, num_classes=teacher.output_shape[-1]), rescale=False)
         else:
-            grid = image_grid(images)
-        _write_picture(self.writer, "generated_samples", grid, epoch,
+            grid = labelled_grid(images, np.argmax(teacher(images, training=False), axis=-1),
+                                 np.argmax(distiller.student(images, training=False), axis=-1), self.class_names)
+        _write_picture(self.writer, "generated_samples", grid, int(distiller.iteration.numpy()),
                        self.image_dir and os.path.join(self.image_dir, f"epoch_{epoch + 1:03d}.png"))
 
 
@@ -132,17 +193,111 @@ class SegmentationPictures(keras.callbacks.Callback):
         student = np.argmax(distiller.student(self.images, training=False), axis=-1)
         rows = side_by_side(self.images, self.labels, teacher, student,
                             num_classes=distiller.teacher.output_shape[-1])
-        _write_picture(self.writer, "real_images_truth_teacher_student", image_grid(rows, stretch=False), epoch,
+        _write_picture(self.writer, "real_images_truth_teacher_student", image_grid(rows, rescale=False),
+                       int(distiller.iteration.numpy()),
                        self.image_dir and os.path.join(self.image_dir, f"real_epoch_{epoch + 1:03d}.png"))
 
 
-def _write_picture(writer, name, picture, epoch, png_path=None):
+def _write_picture(writer, name, picture, step, png_path=None):
     with writer.as_default():
-        tf.summary.image(name, picture[None], step=epoch + 1)
+        tf.summary.image(name, picture[None], step=step)
     writer.flush()
     if png_path:
         with fileio.atomic_path(png_path) as tmp:
             tf.io.write_file(tmp, tf.io.encode_png(picture))
+
+
+class IterationScalars(keras.callbacks.Callback):
+    """Writes each epoch's logs to TensorBoard, at the step of the DFAD iteration reached.
+
+    Keras's TensorBoard callback counts epochs for its epoch scalars and
+    student optimizer steps (k per iteration) for others; here every scalar,
+    like every picture of `GeneratedImages`, is at the distiller's
+    `iteration`. Training values go to `log_dir/train`, `val_*` ones to
+    `log_dir/validation` (without the prefix), so TensorBoard overlays them.
+
+    Args:
+        log_dir: TensorBoard directory.
+
+    Example:
+    >>> distiller.fit(batch_size=256, callbacks=[GeneratedAgreement(), IterationScalars("runs/x/logs")])
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.writers = {split: tf.summary.create_file_writer(os.path.join(log_dir, split))
+                        for split in ("train", "validation")}
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.iteration.numpy())
+        for name, value in (logs or {}).items():
+            split, tag = ("validation", name[len("val_"):]) if name.startswith("val_") else ("train", name)
+            with self.writers[split].as_default():
+                tf.summary.scalar(tag, float(np.asarray(value)), step=step)
+        for writer in self.writers.values():
+            writer.flush()
+
+
+class TrainingCurves(keras.callbacks.Callback):
+    """Draws a run's curves per epoch into one PNG, refreshed after every epoch.
+
+    Three panels: held-out accuracy or mean IoU (`val_accuracy`/`val_miou`)
+    with `gen_agreement`; the student's loss `loss_S` (and `val_loss_S`, on
+    real images); the generator's loss `loss_G`. It reads the history CSV that
+    `keras.callbacks.CSVLogger` writes (put this callback after it), so a
+    resumed run's picture shows its earlier epochs too. Written atomically.
+
+    Args:
+        history_csv: the CSVLogger's file.
+        png_path: the picture to write, e.g. `curves.png`.
+        iterations_per_epoch: DFAD iterations per epoch, for the axis label.
+
+    Example:
+    >>> callbacks = [CSVLogger("runs/x/history.csv"), TrainingCurves("runs/x/history.csv", "runs/x/curves.png")]
+    """
+
+    def __init__(self, history_csv, png_path, iterations_per_epoch=None):
+        super().__init__()
+        self.history_csv = history_csv
+        self.png_path = png_path
+        self.iterations_per_epoch = iterations_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+
+        with open(self.history_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+        epochs = [int(row["epoch"]) + 1 for row in rows]
+
+        def column(name):
+            values = [float(row[name]) if row.get(name) not in (None, "") else np.nan for row in rows]
+            return values if rows and name in rows[0] else None
+
+        figure = Figure(figsize=(12, 3.6), dpi=80)
+        FigureCanvasAgg(figure)
+        panels = figure.subplots(1, 3)
+        titles = ("student: held-out score (val_), agreement on generated", "student loss", "generator loss")
+        for ax, title, names in zip(panels, titles,
+                                    (("val_accuracy", "val_miou", "gen_agreement"), ("loss_S", "val_loss_S"),
+                                     ("loss_G",))):
+            for name in names:
+                values = column(name)
+                if values is not None:
+                    ax.plot(epochs, values, marker="o", markersize=3, label=name)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("epoch" + (f" ({self.iterations_per_epoch} DFAD iterations each)"
+                                     if self.iterations_per_epoch else ""), fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        panels[0].set_ylim(0, 1)
+        figure.tight_layout()
+        with fileio.atomic_path(self.png_path) as tmp:
+            figure.savefig(tmp, format="png")
 
 
 class GeneratedAgreement(keras.callbacks.Callback):

@@ -1,5 +1,7 @@
 """The side jobs of a run: stopping on NaN, agreement, pictures and curves."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -67,3 +69,50 @@ def test_nan_outputs_never_count_as_agreement(lenet):
     distiller.student.get_layer(index=-1).bias.assign(np.full(10, np.nan, "float32"))
     agreement.on_epoch_end(1, logs)
     assert logs["gen_agreement"] == 0.0
+
+
+def test_one_scale_for_the_whole_grid():
+    faint = np.full((2, 4, 4, 1), 0.1, "float32")
+    faint[0, 0, 0], faint[1, 0, 0] = 0.2, 2.0  # the first image's contrast is a tenth of the second's
+    grid = callbacks.image_grid(faint)
+    first, second = grid[:4, :4, 0], grid[:4, 4:8, 0]
+    assert second.max() == 255 and first.max() < 40  # not each stretched to full range
+
+
+def read_events(directory):
+    """{tag: [steps]} of the TensorBoard event files in `directory`."""
+    import tensorflow as tf
+
+    steps = {}
+    for name in sorted(os.listdir(directory)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
+
+
+def test_pictures_curves_and_tensorboard_count_dfad_iterations(tmp_path, lenet, digits_arrays):
+    distiller = distiller_of(lenet)
+    distiller.compile(*optimizers.paper_optimizers(0.05, 1e-3, iterations_per_epoch=3, imitation_steps=2),
+                      metrics=["accuracy"])
+    images, labels = digits_arrays
+    history, curves, logs = tmp_path / "history.csv", tmp_path / "curves.png", tmp_path / "logs"
+    seen = []
+
+    class CurvesExist(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and os.path.getmtime(curves))
+
+    distiller.fit(batch_size=8, steps_per_epoch=3, epochs=2, verbose=0, validation_data=(images[:32], labels[:32]),
+                  callbacks=[callbacks.GeneratedAgreement(num_samples=32), keras.callbacks.CSVLogger(history),
+                             callbacks.TrainingCurves(history, curves, 3), CurvesExist(),
+                             callbacks.IterationScalars(logs), callbacks.GeneratedImages(logs, tmp_path / "samples",
+                                                                                         num_images=16)])
+    assert len(seen) == 2 and all(seen) and seen[1] >= seen[0]  # written after each epoch
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary left
+    train, validation = read_events(logs / "train"), read_events(logs / "validation")
+    assert train["loss_S"] == train["gen_agreement"] == [3, 6]  # DFAD iterations, not epochs or student steps
+    assert validation["accuracy"] == validation["loss_S"] == [3, 6]
+    assert read_events(logs / "samples")["generated_samples"] == [3, 6]
+    picture = keras.utils.load_img(tmp_path / "samples" / "epoch_002.png")
+    assert picture.size[0] > 4 * 32  # the tiles are drawn large enough to carry their titles

@@ -63,6 +63,7 @@ def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     assert len(history) == 3 and "val_accuracy" in history[0] and "gen_agreement" in history[0]
     assert sorted(os.listdir(finished_run / "samples")) == ["epoch_001.png", "epoch_002.png"]
     assert os.path.isdir(finished_run / "logs" / "samples")
+    assert (finished_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert not os.path.exists(finished_run / "backup")  # removed after a finished run
     # The exported student is the saved best student, and its TFLite twin agrees with it.
     student = keras.saving.load_model(finished_run / "student.keras")

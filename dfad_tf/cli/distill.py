@@ -9,9 +9,10 @@ each epoch; with --dataset=none nothing but the teacher is needed.
 Leaves in MODEL_DIR: student.keras (the best student so far, chosen by held-out
 accuracy or, without data, by agreement with the teacher on generated images),
 student.json (how it was chosen), generator.keras, student_savedmodel/,
-student.tflite, metrics.json, history.csv, logs/ (TensorBoard: losses, metrics,
-generated samples) and samples/epoch_NNN.png. A killed run restarted with the
-same command resumes from its last finished epoch.
+student.tflite, metrics.json, history.csv, curves.png (its curves), logs/
+(TensorBoard: losses, metrics, generated samples, at DFAD iterations) and
+samples/epoch_NNN.png. A killed run restarted with the same command resumes
+from its last finished epoch.
 
 --strategy spreads each global batch over several GPUs (mirrored) or hosts
 (multi_worker, configured by the TF_CONFIG environment variable; only the
@@ -337,8 +338,10 @@ def _callbacks(model_dir, best, writes_files, test_data, spec):
         callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),  # before `best`, which may monitor it
         best,
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=backup.exists),
-        keras.callbacks.TensorBoard(logs),
-        callbacks.GeneratedImages(logs, samples, seed=FLAGS.seed),
+        callbacks.TrainingCurves(os.path.join(model_dir, "history.csv"), os.path.join(model_dir, "curves.png"),
+                                 FLAGS.iterations_per_epoch),
+        callbacks.IterationScalars(logs),
+        callbacks.GeneratedImages(logs, samples, seed=FLAGS.seed, class_names=spec and spec.class_names),
         *pictures,
         backup,  # last: an epoch is backed up once every other side job is done with it
     ]
