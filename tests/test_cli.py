@@ -368,6 +368,27 @@ def test_real_program_reports_bad_input_in_one_line(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("distill.py: error: --teacher: ")
 
 
+def test_help_of_an_installed_binary_shows_its_own_flags(tmp_path):
+    # What pip's console script dfad-export is: a __main__ with no docstring and no flags of its own.
+    script = tmp_path / "dfad-export"
+    script.write_text("import sys\nfrom dfad_tf.cli.export import run\nsys.exit(run())\n")
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300)
+    shown = set(re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.MULTILINE))
+    assert result.stdout.startswith("Export a distilled student for the edge")
+    assert {"run_dir", "input", "output", "variants", "qat_iterations"} <= shown  # its own
+    assert {"dataset", "teacher_input", "int8_io", "calibration_images"} <= shown  # the shared ones it reads
+    assert not shown & {"teacher_epochs", "student_lr", "tpu", "only_check_args", "test_srcdir"}
+
+
+def test_python_m_dfad_tf_lists_every_binary_of_setup_py():
+    result = subprocess.run([sys.executable, "-m", "dfad_tf"], capture_output=True, text=True, timeout=60, check=True)
+    listed = re.findall(r"^  (dfad-[\w-]+) +(.+)$", result.stdout, re.MULTILINE)
+    with open(os.path.join(os.path.dirname(__file__), "..", "setup.py")) as f:
+        installed = re.findall(r'"(dfad-[\w-]+)=dfad_tf\.cli\.\w+:run"', f.read())
+    assert sorted(command for command, _ in listed) == sorted(installed)
+    assert dict(listed)["dfad-export"] == "Export a distilled student for the edge, with a report of what each variant costs."
+
+
 GOOD_CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
                            "task": {"type": "worker", "index": 0}})
 

@@ -31,6 +31,7 @@ from dfad_tf import distribute, export, losses, models, objectives, precision
 from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)  # --help lists the shared flags too (a teacher may be trained here)
 
 flags.DEFINE_enum("student", "lenet5_half", sorted(models.CLASSIFIERS) + sorted(models.SEGMENTERS),
                   "Student architecture: the paper's (lenet5_half, resnet18_8x, ...) or an edge network for any "

@@ -38,6 +38,9 @@ from dfad_tf import export
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
+for name in ("dataset", "data_dir", "seed", "teacher", "allow_unsafe_teacher", "teacher_input", "teacher_input_mean",
+             "teacher_input_std", "int8_io", "calibration_images"):
+    flags.declare_key_flag(name)  # --help lists these shared flags too
 
 flags.DEFINE_string("run_dir", None, "A distill --model_dir: the default place of every input and output.")
 flags.DEFINE_string("student_path", None, "Student .keras file (default: RUN_DIR/student.keras).")
