@@ -274,8 +274,9 @@ class TrainingCurves(keras.callbacks.Callback):
         epochs = [int(row["epoch"]) + 1 for row in rows]
 
         def column(name):
-            values = [float(row[name]) if row.get(name) not in (None, "") else np.nan for row in rows]
-            return values if rows and name in rows[0] else None
+            if not rows or name not in rows[0]:
+                return None
+            return [_number(row[name]) for row in rows]
 
         figure = Figure(figsize=(12, 3.6), dpi=80)
         FigureCanvasAgg(figure)
@@ -298,6 +299,14 @@ class TrainingCurves(keras.callbacks.Callback):
         figure.tight_layout()
         with fileio.atomic_path(self.png_path) as tmp:
             figure.savefig(tmp, format="png")
+
+
+def _number(text):
+    """A CSV cell as a float; NaN for an empty or non-numeric one (CSVLogger writes "NA" for a missing value)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 class GeneratedAgreement(keras.callbacks.Callback):

@@ -312,11 +312,14 @@ def test_teacher_input_convention_maps_generated_and_evaluation_images(tmp_path,
     assert metrics["student_tflite_accuracy"] == pytest.approx(np.mean(student_outputs.argmax(-1) == labels))
 
 
-def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher, caplog):
+def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher, caplog, capsys):
     path = tmp_path / "teacher.keras"
     unit_bn_teacher.save(path)  # takes [0, 1] pixels, run with [0, 255] (the right flag: tests/test_conventions.py)
+    # On images 255 times too large the student diverges at once, and the error points at the convention.
     assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", "--teacher_input=byte",
-                      "--export=float32", *TINY) == 0
+                      "--export=float32", *TINY) == 2
+    assert re.search(r"--teacher_input: loss_S = .* the student diverged on images in the wrong range; try "
+                     r"--teacher_input=unit", one_line_error(capsys))
     warnings = [record.getMessage() for record in caplog.records if "looks wrong" in record.getMessage()]
     assert len(warnings) == 1 and "rerun with --teacher_input=unit" in warnings[0]
     check = json.loads((tmp_path / "run" / "metrics.json").read_text())["teacher_input_check"]

@@ -307,13 +307,22 @@ def _warn_if_teacher_at_chance(teacher, test_data, spec):
                         score, evaluation.metric_name(spec), FLAGS.dataset, constant, FLAGS.teacher_input)
 
 
-def _diverged(error):
-    """The FlagError of a run that went NaN or diverged: which flag to change, and how."""
+def _diverged(error, suggested_input=None):
+    """The FlagError of a run that went NaN or diverged: which flag to change, and how.
+
+    `suggested_input` is the convention the teacher's BatchNorm statistics
+    suggested instead of --teacher_input, if any: images in the wrong range
+    make the student diverge too.
+    """
     kept = "the best student so far stays in --model_dir"
     if error.model == "teacher":
         return common.FlagError("teacher_input", f"{error.reason} at DFAD iteration {error.iteration}: the teacher's "
                                                  "outputs on generated images are not finite; check that "
                                                  f"--teacher_input={FLAGS.teacher_input} is what it takes ({kept})")
+    if suggested_input:
+        return common.FlagError("teacher_input", f"{error.reason} at DFAD iteration {error.iteration}: the student "
+                                                 f"diverged on images in the wrong range; try --teacher_input="
+                                                 f"{suggested_input} (see the warning above) ({kept})")
     return common.FlagError("student_lr", f"{error.reason} at DFAD iteration {error.iteration}: the student "
                                           f"diverged; try a lower --student_lr than {FLAGS.student_lr:g} ({kept})")
 
@@ -443,9 +452,10 @@ def main(argv):
         distiller = _build_distiller(model_dir, spec, input_map, sync_batchnorm)
 
     metrics_path = os.path.join(model_dir, "metrics.json")
+    input_check = {}
     if writes_files:
-        fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}),
-                                         "teacher_input_check": _check_teacher_input(distiller, spec, input_map)})
+        input_check = _check_teacher_input(distiller, spec, input_map)
+        fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), "teacher_input_check": input_check})
     if test_data is not None:
         _warn_if_teacher_at_chance(distiller.teacher, test_data, spec)
     student_path = os.path.join(model_dir, "student.keras")
@@ -460,7 +470,7 @@ def main(argv):
                                 callbacks=_callbacks(model_dir, best, writes_files, test_data, spec),
                                 verbose=common.verbosity())
     except callbacks.DivergedError as error:
-        raise _diverged(error) from error
+        raise _diverged(error, input_check.get("suggestion")) from error
     seconds = time.time() - started
     if not writes_files:
         print(f"Worker finished {int(distiller.iteration.numpy())} iterations; the chief writes the results")
