@@ -139,10 +139,26 @@ def report_errors(main):
     return checked_main
 
 
+def _show_in_help(main):
+    """Makes --help print the binary's docstring and key flags also when started by a console script.
+
+    absl's --help shows `__main__`'s docstring and the flags filed under
+    sys.argv[0]; a console script such as `dfad-distill` is a `__main__`
+    without either.
+    """
+    module, entry = sys.modules[main.__module__], sys.modules["__main__"]
+    if module is entry:
+        return
+    entry.__doc__ = entry.__doc__ or module.__doc__
+    for flag in FLAGS.get_key_flags_for_module(module.__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run(main, required=()):
-    """`app.run` for a binary's `main`, with `report_errors` and its `required` flags."""
+    """`app.run` for a binary's `main`, with `report_errors`, its `required` flags and its own flags in --help."""
     for name in required:
         flags.mark_flag_as_required(name)
+    _show_in_help(main)
     app.run(report_errors(main))
 
 

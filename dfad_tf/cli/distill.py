@@ -9,9 +9,10 @@ each epoch; with --dataset=none nothing but the teacher is needed.
 Leaves in MODEL_DIR: student.keras (the best student so far, chosen by held-out
 accuracy or, without data, by agreement with the teacher on generated images),
 student.json (how it was chosen), generator.keras, student_savedmodel/,
-student.tflite, metrics.json, history.csv, logs/ (TensorBoard: losses, metrics,
-generated samples) and samples/epoch_NNN.png. A killed run restarted with the
-same command resumes from its last finished epoch.
+student.tflite, metrics.json, history.csv, curves.png (its curves), logs/
+(TensorBoard: losses, metrics, generated samples, at DFAD iterations) and
+samples/epoch_NNN.png. A killed run restarted with the same command resumes
+from its last finished epoch.
 
 --strategy spreads each global batch over several GPUs (mirrored) or hosts
 (multi_worker, configured by the TF_CONFIG environment variable; only the
@@ -31,6 +32,7 @@ from dfad_tf import distribute, export, losses, models, objectives, precision, r
 from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)  # --help lists the shared flags too (a teacher may be trained here)
 
 flags.DEFINE_enum("student", "lenet5_half", sorted(models.CLASSIFIERS) + sorted(models.SEGMENTERS),
                   "Student architecture: the paper's (lenet5_half, resnet18_8x, ...) or an edge network for any "
@@ -320,6 +322,39 @@ def _check_teacher_input(distiller, spec, input_map):
     return {"checked": True, "batchnorm_mismatch": check.mismatches, "suggestion": check.suggestion}
 
 
+def _warn_if_teacher_at_chance(teacher, test_data, spec):
+    """Warns when the teacher does no better on held-out data than a constant prediction."""
+    from dfad_tf import evaluation
+
+    images, labels = test_data
+    score = evaluation.model_score(teacher, images, labels, spec)
+    at_chance, constant = evaluation.at_chance(score, labels, spec)
+    if at_chance:
+        logging.warning("the teacher scores %.3f (%s) on held-out --dataset=%s, no better than always predicting "
+                        "one class (%.3f): check --teacher_input=%s and that --dataset is the teacher's",
+                        score, evaluation.metric_name(spec), FLAGS.dataset, constant, FLAGS.teacher_input)
+
+
+def _diverged(error, suggested_input=None):
+    """The FlagError of a run that went NaN or diverged: which flag to change, and how.
+
+    `suggested_input` is the convention the teacher's BatchNorm statistics
+    suggested instead of --teacher_input, if any: images in the wrong range
+    make the student diverge too.
+    """
+    kept = "the best student so far stays in --model_dir"
+    if error.model == "teacher":
+        return common.FlagError("teacher_input", f"{error.reason} at DFAD iteration {error.iteration}: the teacher's "
+                                                 "outputs on generated images are not finite; check that "
+                                                 f"--teacher_input={FLAGS.teacher_input} is what it takes ({kept})")
+    if suggested_input:
+        return common.FlagError("teacher_input", f"{error.reason} at DFAD iteration {error.iteration}: the student "
+                                                 f"diverged on images in the wrong range; try --teacher_input="
+                                                 f"{suggested_input} (see the warning above) ({kept})")
+    return common.FlagError("student_lr", f"{error.reason} at DFAD iteration {error.iteration}: the student "
+                                          f"diverged; try a lower --student_lr than {FLAGS.student_lr:g} ({kept})")
+
+
 def _callbacks(model_dir, best, writes_files, test_data, spec):
     """The run's side jobs; a multi-worker run's non-chief workers only train and restore."""
     import keras
@@ -328,7 +363,7 @@ def _callbacks(model_dir, best, writes_files, test_data, spec):
 
     backup = callbacks.TrainingBackup(os.path.join(model_dir, "backup"), write=writes_files)
     if not writes_files:
-        return [keras.callbacks.TerminateOnNaN(), backup]
+        return [callbacks.StopOnDivergence(), backup]
     if backup.exists:
         print(f"Resuming the interrupted run in {backup.backup_dir}")
     logs, samples = os.path.join(model_dir, "logs"), os.path.join(model_dir, "samples")
@@ -337,12 +372,14 @@ def _callbacks(model_dir, best, writes_files, test_data, spec):
         images, labels = test_data
         pictures.append(callbacks.SegmentationPictures(images[:8], labels[:8], logs, samples))
     return [
-        keras.callbacks.TerminateOnNaN(),
+        callbacks.StopOnDivergence(),
         callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),  # before `best`, which may monitor it
         best,
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=backup.exists),
-        keras.callbacks.TensorBoard(logs),
-        callbacks.GeneratedImages(logs, samples, seed=FLAGS.seed),
+        callbacks.TrainingCurves(os.path.join(model_dir, "history.csv"), os.path.join(model_dir, "curves.png"),
+                                 FLAGS.iterations_per_epoch),
+        callbacks.IterationScalars(logs),
+        callbacks.GeneratedImages(logs, samples, seed=FLAGS.seed, class_names=spec and spec.class_names),
         *pictures,
         backup,  # last: an epoch is backed up once every other side job is done with it
     ]
@@ -448,19 +485,25 @@ def main(argv):
         distiller, settings = _build_distiller(model_dir, spec, input_map, sync_batchnorm)
 
     metrics_path = os.path.join(model_dir, "metrics.json")
+    input_check = {}
     if writes_files:
-        fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}),
-                                         "teacher_input_check": _check_teacher_input(distiller, spec, input_map)})
+        input_check = _check_teacher_input(distiller, spec, input_map)
+        fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), "teacher_input_check": input_check})
+    if test_data is not None:
+        _warn_if_teacher_at_chance(distiller.teacher, test_data, spec)
     student_path = os.path.join(model_dir, "student.keras")
     monitor = f"val_{evaluation.metric_name(spec)}" if has_data else "gen_agreement"
     best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
                                            extra_record={"config": configuration(settings)},
                                            generator_path=os.path.join(model_dir, "generator.keras"))
     started = time.time()
-    history = distiller.fit(batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch,
-                            epochs=FLAGS.epochs, validation_data=test_data,
-                            callbacks=_callbacks(model_dir, best, writes_files, test_data, spec),
-                            verbose=common.verbosity())
+    try:
+        history = distiller.fit(batch_size=FLAGS.batch_size, steps_per_epoch=FLAGS.iterations_per_epoch,
+                                epochs=FLAGS.epochs, validation_data=test_data,
+                                callbacks=_callbacks(model_dir, best, writes_files, test_data, spec),
+                                verbose=common.verbosity())
+    except callbacks.DivergedError as error:
+        raise _diverged(error, input_check.get("suggestion")) from error
     seconds = time.time() - started
     if not writes_files:
         print(f"Worker finished {int(distiller.iteration.numpy())} iterations; the chief writes the results")

@@ -15,6 +15,8 @@ from absl import flags
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
+for name in ("dataset", "data_dir"):
+    flags.declare_key_flag(name)  # --help lists these shared flags too
 
 flags.DEFINE_string("model", None, "Model to evaluate: .keras, .h5, .tflite file or SavedModel directory.")
 flags.DEFINE_enum("split", "test", ["train", "test"], "Split of --dataset to evaluate on.")

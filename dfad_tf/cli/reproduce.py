@@ -46,6 +46,8 @@ from dfad_tf.cli import common, distill, train_teacher
 from dfad_tf.data import alternatives
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)  # --help lists the shared and the distillation flags too
+flags.adopt_module_key_flags(distill)
 
 KD_METHODS = ("kd_ori", "kd_rel", "kd_unr", "random")
 GENERATOR_METHODS = ("dafl", "dfad", "dfad_bn")  # the paper's recipe with these generator objectives

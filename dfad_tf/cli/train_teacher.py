@@ -15,6 +15,10 @@ from absl import flags, logging
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
+for name in ("dataset", "data_dir", "model_dir", "seed", "teacher_model", "teacher_width", "teacher_backbone_weights",
+             "output_stride", "teacher_epochs", "teacher_batch_size", "teacher_lr", "teacher_weight_decay",
+             "teacher_label_smoothing", "teacher_augment", "teacher_lr_decay_epochs"):
+    flags.declare_key_flag(name)  # --help lists these shared flags too
 
 
 def train_and_save(model_dir):
