@@ -129,8 +129,9 @@ def test_a_diverging_student_stops_at_once_in_one_line_keeping_the_best_student(
                                                                                  digits_teacher, capsys):
     copy_files(finished_run, tmp_path)
     before = files_with_contents(tmp_path)
+    # The paper's recipe: the default's standardized logits keep loss_S bounded however far the student goes.
     assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", *TINY,
-                      "--student_lr=1000") == 2
+                      "--student_lr=1000", "--recipe=paper") == 2
     assert re.fullmatch(r".*: error: --student_lr: loss_S = \S+, over \S+ at DFAD iteration 1: the student "
                         r"diverged; try a lower --student_lr than 1000 \(the best student so far stays in "
                         r"--model_dir\)", one_line_error(capsys))
