@@ -233,6 +233,21 @@ def test_export_without_a_generator_is_one_line(tmp_path, finished_run, capsys):
         run_binary(export_binary, f"--run_dir={tmp_path}", "--variants=float32,int4")
 
 
+def test_qat_without_its_packages_names_the_extra(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from dfad_tf import qat
+
+    assert qat.missing_packages() == []  # the test extra installs the qat extra
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tensorflow_model_optimization" else find_spec(name, *args))
+    assert run_binary(export_binary, f"--run_dir={tmp_path}", "--qat_iterations=5") == 2
+    assert one_line_error(capsys).endswith("--qat_iterations: needs tensorflow_model_optimization, installed by the "
+                                           "qat extra: pip install 'dfad_tf[qat]'")
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.fixture(scope="module")
 def unit_teacher(tmp_path_factory, digits_teacher):
     """The digits teacher behind a layer that takes [0, 1] pixels: a teacher with another convention."""

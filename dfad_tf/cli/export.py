@@ -97,6 +97,9 @@ def main(argv):
     del argv
     from dfad_tf import conventions, data, edge_report, evaluation, fileio, losses, qat
 
+    if FLAGS.qat_iterations and qat.missing_packages():
+        raise common.FlagError("qat_iterations", f"needs {' and '.join(qat.missing_packages())}, installed by "
+                                                 "the qat extra: pip install 'dfad_tf[qat]'")
     student = _load("student_path", "student.keras")
     if FLAGS.qat_iterations and len(student.output_shape) == 4:
         raise common.FlagError("qat_iterations", "quantization-aware training supports the classifier students "
