@@ -1,7 +1,6 @@
 """Callbacks for the side jobs of a DFAD run: pictures, data-free model selection, the best student."""
 
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -278,7 +277,7 @@ class TrainingBackup(keras.callbacks.Callback):
     @property
     def exists(self):
         """Whether there is a backup to resume from."""
-        return os.path.exists(self.path)
+        return fileio.exists(self.path)
 
     def on_train_begin(self, logs=None):
         if not self.exists:
@@ -296,5 +295,5 @@ class TrainingBackup(keras.callbacks.Callback):
                 self.model.save_weights(tmp)
 
     def on_train_end(self, logs=None):
-        if self.write and os.path.isdir(self.backup_dir):
-            shutil.rmtree(self.backup_dir)
+        if self.write:
+            fileio.remove_tree(self.backup_dir)

@@ -27,7 +27,7 @@ import time
 
 from absl import flags, logging
 
-from dfad_tf import distribute, export, losses, models, objectives, precision, recipes
+from dfad_tf import distribute, export, fileio, losses, models, objectives, precision, recipes
 from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
@@ -140,7 +140,7 @@ def _load_teacher(model_dir, has_data):
         path = FLAGS.teacher
     else:
         path = os.path.join(model_dir, "teacher.keras")
-        if not os.path.exists(path):
+        if not fileio.exists(path):
             if not has_data:
                 raise common.FlagError("teacher", f"required with --dataset={common.NO_DATASET} (a .keras file or SavedModel)")
             if FLAGS.teacher_input != "normalized":
@@ -357,7 +357,7 @@ def _strategy(model_dir):
     problem = precision.unsupported(FLAGS.mixed_precision, name)
     if problem:
         raise common.FlagError("mixed_precision", problem)
-    if name == "multi_worker" and not (FLAGS.teacher or os.path.exists(os.path.join(model_dir, "teacher.keras"))):
+    if name == "multi_worker" and not (FLAGS.teacher or fileio.exists(os.path.join(model_dir, "teacher.keras"))):
         raise common.FlagError("teacher", "a multi-worker run needs a trained teacher file; train one first "
                                           "(dfad-train-teacher) and pass it here")
     try:
@@ -375,9 +375,9 @@ def _export(model_dir, student, generator, replaced):
     """Exports the best student, unless it is the one already exported."""
     variants = [name for name in FLAGS.export if name in export.VARIANTS]
     if not replaced:
-        variants = [v for v in variants if not os.path.exists(os.path.join(model_dir, export.tflite_filename(v)))]
+        variants = [v for v in variants if not fileio.exists(os.path.join(model_dir, export.tflite_filename(v)))]
     saved_model = "saved_model" in FLAGS.export and (
-        replaced or not os.path.exists(os.path.join(model_dir, "student_savedmodel")))
+        replaced or not fileio.exists(os.path.join(model_dir, "student_savedmodel")))
     return export.export_student(student, model_dir, variants, saved_model=saved_model, generator=generator,
                                  calibration_images=FLAGS.calibration_images, int8_io=FLAGS.int8_io,
                                  seed=FLAGS.seed)
@@ -427,7 +427,7 @@ def main(argv):
     del argv
     import keras
 
-    from dfad_tf import callbacks, conventions, data, evaluation, fileio
+    from dfad_tf import callbacks, conventions, data, evaluation
 
     model_dir = FLAGS.model_dir
     has_data = FLAGS.dataset != common.NO_DATASET
@@ -439,8 +439,6 @@ def main(argv):
     if has_data:
         images, labels = evaluation.arrays(common.labelled_dataset("test"))
         test_data = (conventions.adapt_images(images, *input_map), labels)
-    if writes_files:
-        os.makedirs(model_dir, exist_ok=True)
     sync_batchnorm = FLAGS.sync_batchnorm
     if sync_batchnorm is None:
         sync_batchnorm = strategy.num_replicas_in_sync > 1
