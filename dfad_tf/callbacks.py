@@ -1,5 +1,6 @@
 """Callbacks for the side jobs of a DFAD run: pictures, data-free model selection, the best student."""
 
+import csv
 import os
 
 import keras
@@ -297,3 +298,38 @@ class TrainingBackup(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.write:
             fileio.remove_tree(self.backup_dir)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """`keras.callbacks.CSVLogger`'s file, rewritten whole and atomically after each epoch.
+
+    CSVLogger appends to an open file, which gs:// cannot do and a kill can
+    leave half-written; this works on any filesystem `fileio` does.
+
+    Args:
+        path: the CSV file: an `epoch` column, then the logs' keys in order.
+        append: keep the rows already in `path` (a resumed run).
+
+    Example:
+    >>> distiller.fit(..., callbacks=[HistoryCSV("gs://bucket/run/history.csv")])
+    """
+
+    def __init__(self, path, append=False):
+        super().__init__()
+        self.path = path
+        self.append = append
+        self.rows = []
+
+    def on_train_begin(self, logs=None):
+        self.rows = []
+        if self.append and fileio.exists(self.path):
+            with tf.io.gfile.GFile(self.path) as file:
+                self.rows = list(csv.DictReader(file))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **(logs or {})})
+        keys = ["epoch"] + sorted({key for row in self.rows for key in row} - {"epoch"})
+        with fileio.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, keys, restval="NA")
+            writer.writeheader()
+            writer.writerows(self.rows)

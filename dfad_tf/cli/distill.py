@@ -340,7 +340,7 @@ def _callbacks(model_dir, best, writes_files, test_data, spec):
         keras.callbacks.TerminateOnNaN(),
         callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),  # before `best`, which may monitor it
         best,
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=backup.exists),
+        callbacks.HistoryCSV(os.path.join(model_dir, "history.csv"), append=backup.exists),
         keras.callbacks.TensorBoard(logs),
         callbacks.GeneratedImages(logs, samples, seed=FLAGS.seed),
         *pictures,
