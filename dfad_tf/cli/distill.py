@@ -415,7 +415,7 @@ def _metrics(model_dir, distiller, student, best, history, seconds, test_data, s
         metrics[f"student_{metric}"] = evaluation.model_score(student, images, labels, spec)
         if record["monitor"] == f"val_{metric}":
             metrics[f"best_epoch_{metric}"] = record["value"]
-        with open(os.path.join(model_dir, "history.csv")) as f:  # every epoch, those before a resume too
+        with fileio.gfile.GFile(os.path.join(model_dir, "history.csv")) as f:  # every epoch, those before a resume too
             metrics["selections"] = evaluation.selections(list(csv.DictReader(f)), metric)
         if "float32" in FLAGS.export:
             logits = export.tflite_predict(os.path.join(model_dir, export.tflite_filename("float32")), images)
