@@ -1,7 +1,7 @@
 """Callbacks for the side jobs of a DFAD run: pictures, data-free model selection, the best student."""
 
+import csv
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -244,16 +244,16 @@ class TrainingCurves(keras.callbacks.Callback):
     Three panels: held-out accuracy or mean IoU (`val_accuracy`/`val_miou`)
     with `gen_agreement`; the student's loss `loss_S` (and `val_loss_S`, on
     real images); the generator's loss `loss_G`. It reads the history CSV that
-    `keras.callbacks.CSVLogger` writes (put this callback after it), so a
+    `HistoryCSV` writes (put this callback after it), so a
     resumed run's picture shows its earlier epochs too. Written atomically.
 
     Args:
-        history_csv: the CSVLogger's file.
+        history_csv: the `HistoryCSV` file.
         png_path: the picture to write, e.g. `curves.png`.
         iterations_per_epoch: DFAD iterations per epoch, for the axis label.
 
     Example:
-    >>> callbacks = [CSVLogger("runs/x/history.csv"), TrainingCurves("runs/x/history.csv", "runs/x/curves.png")]
+    >>> callbacks = [HistoryCSV("runs/x/history.csv"), TrainingCurves("runs/x/history.csv", "runs/x/curves.png")]
     """
 
     def __init__(self, history_csv, png_path, iterations_per_epoch=None):
@@ -263,14 +263,11 @@ class TrainingCurves(keras.callbacks.Callback):
         self.iterations_per_epoch = iterations_per_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        import csv
-
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
 
-        with open(self.history_csv, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = fileio.read_csv(self.history_csv)
         epochs = [int(row["epoch"]) + 1 for row in rows]
 
         def column(name):
@@ -531,7 +528,7 @@ class TrainingBackup(keras.callbacks.Callback):
     @property
     def exists(self):
         """Whether there is a backup to resume from."""
-        return os.path.exists(self.path)
+        return fileio.exists(self.path)
 
     def on_train_begin(self, logs=None):
         if not self.exists:
@@ -549,5 +546,40 @@ class TrainingBackup(keras.callbacks.Callback):
                 self.model.save_weights(tmp)
 
     def on_train_end(self, logs=None):
-        if self.write and os.path.isdir(self.backup_dir):
-            shutil.rmtree(self.backup_dir)
+        if self.write:
+            fileio.remove_tree(self.backup_dir)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """`keras.callbacks.CSVLogger`'s file, rewritten whole and atomically after each epoch.
+
+    CSVLogger appends to an open file, which gs:// cannot do and a kill can
+    leave half-written; this works on any filesystem `fileio` does.
+
+    Args:
+        path: the CSV file: an `epoch` column, then the logs' keys in order.
+        append: keep the rows already in `path` (a resumed run).
+
+    Example:
+    >>> distiller.fit(..., callbacks=[HistoryCSV("gs://bucket/run/history.csv")])
+    """
+
+    def __init__(self, path, append=False):
+        super().__init__()
+        self.path = path
+        self.append = append
+        self.rows = []
+
+    def on_train_begin(self, logs=None):
+        self.rows = []
+        if self.append and fileio.exists(self.path):
+            with tf.io.gfile.GFile(self.path) as file:
+                self.rows = list(csv.DictReader(file))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **(logs or {})})
+        keys = ["epoch"] + sorted({key for row in self.rows for key in row} - {"epoch"})
+        with fileio.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, keys, restval="NA")
+            writer.writeheader()
+            writer.writerows(self.rows)

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from dfad_tf import evaluation
 from dfad_tf.export import ServingInterface, TFLiteModel
@@ -44,14 +45,14 @@ def measure(student, tflite_files, images, labels=None, spec=None, latency_repea
     difference = "max_probability_diff" if interface.output == "probabilities" else "max_logit_diff"
     reference = interface.file_outputs(evaluation.predict(student, images, batch_size=32))
     file_images = interface.file_inputs(images)
-    float_size = os.path.getsize(tflite_files["float32"]) if "float32" in tflite_files else None
+    float_size = _size(tflite_files["float32"]) if "float32" in tflite_files else None
     rows = [{"name": "keras", "file": None, "size_bytes": None, "size_vs_float32": None,
              "agreement": 1.0, difference: 0.0, "input_dtype": None, "latency_ms": None,
              **(score(reference) if labels is not None else {})}]
     for name, path in tflite_files.items():
         model = TFLiteModel(path)
         outputs = model.predict(file_images)
-        size = os.path.getsize(path)
+        size = _size(path)
         row = {
             "name": name, "file": os.path.basename(path), "size_bytes": size,
             "size_vs_float32": round(size / float_size, 4) if float_size else None,
@@ -77,3 +78,8 @@ def format_table(rows):
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join("  ".join(cell.rjust(width) if i else cell.ljust(width)
                                for i, (cell, width) in enumerate(zip(line, widths))) for line in cells)
+
+
+def _size(path):
+    """Bytes of the file at `path`, on any filesystem."""
+    return tf.io.gfile.stat(path).length

@@ -292,7 +292,8 @@ class TFLiteModel:
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = os.fspath(path)
-        self.interpreter = Interpreter(model_path=self.path)
+        with tf.io.gfile.GFile(self.path, "rb") as file:  # any filesystem, gs:// too
+            self.interpreter = Interpreter(model_content=file.read())
         (self.input,) = self.interpreter.get_input_details()
         (self.output,) = self.interpreter.get_output_details()
         self._batch = None

@@ -183,6 +183,38 @@ def test_bad_teacher_is_one_line_and_leaves_earlier_results(tmp_path, capsys, ma
     assert re.search(expected, one_line_error(capsys))
     assert files_with_contents(model_dir) == before
     assert sorted(os.listdir(model_dir)) == ["metrics.json", "student.keras"]
+    new_dir = tmp_path / "new_run"
+    assert run_binary(distill, f"--model_dir={new_dir}", f"--teacher={teacher}", *TINY) == 2
+    assert re.search(expected, one_line_error(capsys))
+    assert not new_dir.exists()  # no empty run folder left behind
+
+
+def test_distill_writes_its_run_folder_through_tf_io_gfile(digits_teacher):
+    """ram:// is TensorFlow's in-memory filesystem: reached only through tf.io.gfile, as gs:// is."""
+    import tensorflow as tf
+
+    model_dir = "ram://distill_run"
+    try:
+        assert run_binary(distill, f"--model_dir={model_dir}", f"--teacher={digits_teacher}", *TINY) == 0
+        assert set(tf.io.gfile.listdir(model_dir)) >= {
+            "student.keras", "student.json", "generator.keras", "metrics.json", "history.csv", "student.tflite",
+            "student_savedmodel", "logs", "samples"}
+        with tf.io.gfile.GFile(f"{model_dir}/metrics.json") as file:
+            metrics = json.load(file)
+        assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"], abs=0.01)
+        with tf.io.gfile.GFile(f"{model_dir}/history.csv") as file:
+            assert len(file.read().splitlines()) == 1 + 2  # a header and the 2 epochs
+        assert not os.path.exists("ram:")
+    finally:
+        tf.io.gfile.rmtree(model_dir)
+
+
+def test_model_dir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a run folder")
+    with pytest.raises(flags.IllegalFlagValueError, match="--model_dir names an existing file; give a folder"):
+        run_binary(distill, f"--model_dir={path}", *TINY)
+    assert path.read_text() == "not a run folder" and os.listdir(tmp_path) == ["notes.txt"]
 
 
 def test_no_dataset_needs_a_teacher(tmp_path, capsys):
@@ -288,6 +320,21 @@ def test_export_without_a_generator_is_one_line(tmp_path, finished_run, capsys):
     assert files_with_contents(tmp_path) == before
     with pytest.raises(flags.IllegalFlagValueError, match="--variants"):
         run_binary(export_binary, f"--run_dir={tmp_path}", "--variants=float32,int4")
+
+
+def test_qat_without_its_packages_names_the_extra(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from dfad_tf import qat
+
+    assert qat.missing_packages() == []  # the test extra installs the qat extra
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tensorflow_model_optimization" else find_spec(name, *args))
+    assert run_binary(export_binary, f"--run_dir={tmp_path}", "--qat_iterations=5") == 2
+    assert one_line_error(capsys).endswith("--qat_iterations: needs tensorflow_model_optimization, installed by the "
+                                           "qat extra: pip install 'dfad_tf[qat]'")
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
-from dfad_tf import data, models
+from dfad_tf import data, fileio, models
 
 FLAGS = flags.FLAGS
 
@@ -23,6 +23,8 @@ flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
 flags.DEFINE_string("data_dir", None, "The folder of --dataset=camvid or nyuv2 (layouts in README), or the "
                                       "tensorflow_datasets data directory (default: tfds's own, ~/tensorflow_datasets).")
 flags.DEFINE_string("model_dir", None, "Output directory of the run (required by train_teacher and distill); created if missing.")
+flags.register_validator("model_dir", lambda path: path is None or not fileio.is_file(path),
+                         message="--model_dir names an existing file; give a folder (a new one, or an earlier run's)")
 flags.DEFINE_integer("seed", 0, "Random seed for weights, noise, shuffling and augmentation.")
 
 flags.DEFINE_string("teacher", None,

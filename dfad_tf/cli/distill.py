@@ -22,13 +22,12 @@ Example:
   dfad-distill --flagfile=flags/digits.cfg --model_dir=runs/digits
 """
 
-import csv
 import os
 import time
 
 from absl import flags, logging
 
-from dfad_tf import distribute, export, losses, models, objectives, precision, recipes
+from dfad_tf import distribute, export, fileio, losses, models, objectives, precision, recipes
 from dfad_tf.cli import common, train_teacher
 
 FLAGS = flags.FLAGS
@@ -142,7 +141,7 @@ def _load_teacher(model_dir, has_data):
         path = FLAGS.teacher
     else:
         path = os.path.join(model_dir, "teacher.keras")
-        if not os.path.exists(path):
+        if not fileio.exists(path):
             if not has_data:
                 raise common.FlagError("teacher", f"required with --dataset={common.NO_DATASET} (a .keras file or SavedModel)")
             if FLAGS.teacher_input != "normalized":
@@ -375,7 +374,7 @@ def _callbacks(model_dir, best, writes_files, test_data, spec):
         callbacks.StopOnDivergence(),
         callbacks.GeneratedAgreement(seed=FLAGS.seed + 1),  # before `best`, which may monitor it
         best,
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=backup.exists),
+        callbacks.HistoryCSV(os.path.join(model_dir, "history.csv"), append=backup.exists),
         callbacks.TrainingCurves(os.path.join(model_dir, "history.csv"), os.path.join(model_dir, "curves.png"),
                                  FLAGS.iterations_per_epoch),
         callbacks.IterationScalars(logs),
@@ -394,7 +393,7 @@ def _strategy(model_dir):
     problem = precision.unsupported(FLAGS.mixed_precision, name)
     if problem:
         raise common.FlagError("mixed_precision", problem)
-    if name == "multi_worker" and not (FLAGS.teacher or os.path.exists(os.path.join(model_dir, "teacher.keras"))):
+    if name == "multi_worker" and not (FLAGS.teacher or fileio.exists(os.path.join(model_dir, "teacher.keras"))):
         raise common.FlagError("teacher", "a multi-worker run needs a trained teacher file; train one first "
                                           "(dfad-train-teacher) and pass it here")
     try:
@@ -412,9 +411,9 @@ def _export(model_dir, student, generator, replaced):
     """Exports the best student, unless it is the one already exported."""
     variants = [name for name in FLAGS.export if name in export.VARIANTS]
     if not replaced:
-        variants = [v for v in variants if not os.path.exists(os.path.join(model_dir, export.tflite_filename(v)))]
+        variants = [v for v in variants if not fileio.exists(os.path.join(model_dir, export.tflite_filename(v)))]
     saved_model = "saved_model" in FLAGS.export and (
-        replaced or not os.path.exists(os.path.join(model_dir, "student_savedmodel")))
+        replaced or not fileio.exists(os.path.join(model_dir, "student_savedmodel")))
     return export.export_student(student, model_dir, variants, saved_model=saved_model, generator=generator,
                                  calibration_images=FLAGS.calibration_images, int8_io=FLAGS.int8_io,
                                  seed=FLAGS.seed)
@@ -452,8 +451,8 @@ def _metrics(model_dir, distiller, student, best, history, seconds, test_data, s
         metrics[f"student_{metric}"] = evaluation.model_score(student, images, labels, spec)
         if record["monitor"] == f"val_{metric}":
             metrics[f"best_epoch_{metric}"] = record["value"]
-        with open(os.path.join(model_dir, "history.csv")) as f:  # every epoch, those before a resume too
-            metrics["selections"] = evaluation.selections(list(csv.DictReader(f)), metric)
+        # Every epoch, those before a resume too.
+        metrics["selections"] = evaluation.selections(fileio.read_csv(os.path.join(model_dir, "history.csv")), metric)
         if "float32" in FLAGS.export:
             logits = export.tflite_predict(os.path.join(model_dir, export.tflite_filename("float32")), images)
             metrics[f"student_tflite_{metric}"] = evaluation.score(logits, labels, spec)
@@ -464,7 +463,7 @@ def main(argv):
     del argv
     import keras
 
-    from dfad_tf import callbacks, conventions, data, evaluation, fileio
+    from dfad_tf import callbacks, conventions, data, evaluation
 
     model_dir = FLAGS.model_dir
     has_data = FLAGS.dataset != common.NO_DATASET
@@ -476,8 +475,6 @@ def main(argv):
     if has_data:
         images, labels = evaluation.arrays(common.labelled_dataset("test"))
         test_data = (conventions.adapt_images(images, *input_map), labels)
-    if writes_files:
-        os.makedirs(model_dir, exist_ok=True)
     sync_batchnorm = FLAGS.sync_batchnorm
     if sync_batchnorm is None:
         sync_batchnorm = strategy.num_replicas_in_sync > 1

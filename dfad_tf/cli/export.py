@@ -77,8 +77,10 @@ def _path(flag, filename):
 def _load(flag, filename):
     import keras
 
+    from dfad_tf import fileio
+
     path = _path(flag, filename)
-    if not os.path.isfile(path):
+    if not fileio.is_file(path):
         raise common.FlagError(flag, f"{path}: no such file (expected a .keras file from distill)")
     try:
         return keras.saving.load_model(path)
@@ -141,6 +143,9 @@ def main(argv):
     del argv
     from dfad_tf import conventions, data, edge_report, evaluation, fileio, losses, qat
 
+    if FLAGS.qat_iterations and qat.missing_packages():
+        raise common.FlagError("qat_iterations", f"needs {' and '.join(qat.missing_packages())}, installed by "
+                                                 "the qat extra: pip install 'dfad_tf[qat]'")
     student = _load("student_path", "student.keras")
     _adopt_run_config()
     if FLAGS.qat_iterations and len(student.output_shape) == 4:
@@ -150,7 +155,7 @@ def main(argv):
     needs_generator = "int8" in FLAGS.variants or FLAGS.qat_iterations or FLAGS.references or not has_data
     generator = _load("generator_path", "generator.keras") if needs_generator else None
     teacher = common.load_teacher(_path("teacher", "teacher.keras")) if FLAGS.qat_iterations else None
-    output_dir = FLAGS.output_dir or FLAGS.run_dir or os.path.dirname(os.path.abspath(FLAGS.student_path))
+    output_dir = FLAGS.output_dir or FLAGS.run_dir or os.path.dirname(FLAGS.student_path) or "."
     labels = None
     spec = data.spec(FLAGS.dataset) if has_data else None
     input_map = common.teacher_input_map(spec)

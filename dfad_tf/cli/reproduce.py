@@ -106,9 +106,11 @@ def _metric():
 
 def _distill_cell(cell_dir, seed, overrides, teacher_path):
     """A `distill` run in `cell_dir`; returns the held-out metric per epoch."""
+    import tensorflow as tf
+
     with flagsaver.flagsaver(model_dir=cell_dir, teacher=teacher_path, seed=seed, export=[], **overrides):
         distill.main(["distill"])
-    with open(os.path.join(cell_dir, "history.csv")) as file:
+    with tf.io.gfile.GFile(os.path.join(cell_dir, "history.csv")) as file:
         return [float(row[f"val_{_metric()}"]) for row in csv.DictReader(file)]
 
 
@@ -201,12 +203,11 @@ def main(argv):
     spec, metric = data.spec(FLAGS.dataset), _metric()
     images, labels = evaluation.arrays(common.labelled_dataset("test"))
     test_data = (conventions.adapt_images(images, *common.teacher_input_map(spec)), labels)
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
     if FLAGS.teacher:
         teacher_path = FLAGS.teacher
     else:
         teacher_path = os.path.join(FLAGS.model_dir, "teacher.keras")
-        if not os.path.exists(teacher_path):
+        if not fileio.exists(teacher_path):
             train_teacher.train_and_save(FLAGS.model_dir)
     teacher = common.load_teacher(teacher_path)
 
@@ -228,7 +229,6 @@ def main(argv):
                                  "generator_loss_weights": [f"{k}={v}" for k, v in weights.items()], **overrides}
                 curve = _distill_cell(cell_dir, seed, overrides, teacher_path)
             record = {"method": variant, "seed": seed, f"best_{metric}": max(curve), f"val_{metric}": curve}
-            os.makedirs(cell_dir, exist_ok=True)
             fileio.write_json(record_path, record)
             keras.backend.clear_session()
         else:

@@ -48,11 +48,10 @@ def train_and_save(model_dir):
     metrics_path = os.path.join(model_dir, "metrics.json")
     earlier = fileio.read_json(metrics_path, {})
     key = f"teacher_{metric}"
-    if os.path.exists(path) and earlier.get(key, -1) >= score:
+    if fileio.exists(path) and earlier.get(key, -1) >= score:
         logging.warning("kept the teacher already in %s (%s %.4f >= %.4f of this run)",
                         model_dir, metric, earlier[key], score)
         return path, earlier[key]
-    os.makedirs(model_dir, exist_ok=True)  # only now: bad input leaves no trace
     with fileio.atomic_path(path) as tmp:
         model.save(tmp)
     fileio.write_json(metrics_path, {
