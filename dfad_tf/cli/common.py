@@ -1,5 +1,6 @@
 """Flags shared by several binaries, and the one-line error convention."""
 
+import contextlib
 import functools
 import os
 import sys
@@ -7,11 +8,11 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
-from dfad_tf import data, models
+from dfad_tf import config, data, models
 
 FLAGS = flags.FLAGS
 
-NO_DATASET = "none"
+NO_DATASET = config.NO_DATASET
 
 flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
                   "Labelled dataset for training a teacher and for held-out evaluation. "
@@ -146,64 +147,75 @@ def run(main, required=()):
     app.run(report_errors(main))
 
 
-def image_size():
-    """--image_size as `(height, width)`, or None."""
-    return tuple(int(v) for v in FLAGS.image_size) if FLAGS.image_size else None
+def integers(values):
+    """A list flag of integers as a tuple."""
+    return tuple(int(v) for v in values)
 
 
-def teacher_input_map(spec):
-    """(scale, offset) from --dataset's normalised images to the --teacher_input convention."""
-    from dfad_tf import conventions
+def _floats(values):
+    return None if values is None else tuple(float(v) for v in values)
 
-    def floats(name):
-        values = FLAGS[name].value
+
+# The converters of flag values whose config field has another type (see `from_flags`).
+CONVERTERS = {"output_stride": int, "teacher_lr_decay_epochs": integers, "image_size": lambda v: v and integers(v),
+              "teacher_input_mean": _floats, "teacher_input_std": _floats, "export": tuple}
+
+# teacher-training flag: its `config.TeacherTraining` field
+TEACHER_TRAINING_FIELDS = {
+    "teacher_model": "model", "teacher_width": "width", "output_stride": "output_stride",
+    "teacher_backbone_weights": "backbone_weights", "teacher_epochs": "epochs",
+    "teacher_batch_size": "batch_size", "teacher_lr": "learning_rate", "teacher_weight_decay": "weight_decay",
+    "teacher_label_smoothing": "label_smoothing", "teacher_augment": "augment",
+    "teacher_lr_decay_epochs": "decay_epochs",
+}
+# flag: its `config.TeacherConfig` field
+TEACHER_FIELDS = {"model_dir": "model_dir", "seed": "seed", "dataset": "data.dataset", "data_dir": "data.data_dir",
+                  **{flag: f"training.{field}" for flag, field in TEACHER_TRAINING_FIELDS.items()}}
+
+
+def from_flags(base, fields, converters=None, only_present=False):
+    """`base` (a frozen config) with the values of the flags in `fields` (flag: dotted field path).
+
+    Args:
+        base: the config whose fields the flags replace.
+        fields: flag name: the field it sets.
+        converters: flag name: a function from the flag's value to the field's (besides `CONVERTERS`).
+        only_present: replace only the fields of flags given on the command line (or in a flagfile).
+
+    Raises:
+        config.ConfigError: a flag value cannot be converted (naming the field).
+    """
+    converters = {**CONVERTERS, **(converters or {})}
+    for flag, field in fields.items():
+        if only_present and not FLAGS[flag].present:
+            continue
+        value = FLAGS[flag].value
         try:
-            return None if values is None else [float(v) for v in values]
+            value = converters.get(flag, lambda v: v)(value)
         except ValueError as error:
-            raise FlagError(name, f"expected comma-separated numbers, got {','.join(values)}") from error
+            raise config.ConfigError(field, f"cannot read {','.join(value)} ({error})") from error
+        base = config.replace(base, field, value)
+    return base
 
-    data = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
+
+@contextlib.contextmanager
+def flag_errors(fields):
+    """Turns a `config.ConfigError` into the one-line `FlagError` naming the flag that sets its field.
+
+    Args:
+        fields: flag name: the field it sets, as for `from_flags`.
+    """
     try:
-        return conventions.to_teacher_input(FLAGS.teacher_input, mean=floats("teacher_input_mean"),
-                                            std=floats("teacher_input_std"), **data)
-    except ValueError as error:
-        raise FlagError("teacher_input", f"{error} (--teacher_input_mean, --teacher_input_std)") from error
+        yield
+    except config.ConfigError as error:
+        flag_of = {field: flag for flag, field in fields.items()}
+        raise FlagError(flag_of.get(error.field, error.field), error.message) from error
 
 
-def load_teacher(path):
-    """Loads the teacher at `path` under --allow_unsafe_teacher; a FlagError naming --teacher if it fails."""
-    from dfad_tf import model_files
-
-    try:
-        return model_files.load_model(path, safe_mode=not FLAGS.allow_unsafe_teacher)
-    except model_files.ModelFileError as error:
-        hint = "; pass --allow_unsafe_teacher if you trust it" if error.unsafe else ""
-        raise FlagError("teacher", f"{error}{hint}") from error
-
-
-def labelled_dataset(split):
-    """Loads --dataset's `split`; a FlagError if there is none or tfds cannot provide it."""
-    from dfad_tf import data
-    from dfad_tf.data.tfds_sources import DatasetUnavailableError
-
-    if FLAGS.dataset == NO_DATASET:
-        raise FlagError("dataset", f"this needs labelled data; choose one of: {', '.join(sorted(data.SOURCES))}")
-    try:
-        return data.load(FLAGS.dataset, split, data_dir=FLAGS.data_dir)
-    except DatasetUnavailableError as error:
-        raise FlagError("data_dir", str(error)) from error
-
-
-def teacher_recipe():
-    """The teacher-training flags as keyword arguments of `teacher.train_teacher`."""
-    weights = FLAGS.teacher_backbone_weights
-    if weights and not os.path.isfile(weights):
-        raise FlagError("teacher_backbone_weights", f"{weights}: no such file")
-    return dict(width=FLAGS.teacher_width, output_stride=int(FLAGS.output_stride), backbone_weights=weights, epochs=FLAGS.teacher_epochs, batch_size=FLAGS.teacher_batch_size,
-                learning_rate=FLAGS.teacher_lr, weight_decay=FLAGS.teacher_weight_decay,
-                label_smoothing=FLAGS.teacher_label_smoothing,
-                augment=FLAGS.teacher_augment, decay_epochs=[int(e) for e in FLAGS.teacher_lr_decay_epochs],
-                seed=FLAGS.seed)
+def teacher_config():
+    """The `TeacherConfig` of the flags."""
+    with flag_errors(TEACHER_FIELDS):
+        return from_flags(config.TeacherConfig(model_dir=FLAGS.model_dir), TEACHER_FIELDS)
 
 
 def verbosity():

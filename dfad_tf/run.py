@@ -1,0 +1,458 @@
+"""The recipes of the binaries, as functions of a `config`: train a teacher, distill, export, evaluate.
+
+Each checks its configuration before it writes anything, and reports a value
+that cannot work by `config.ConfigError` naming the field (the command line
+turns it into a one-line error naming the flag).
+
+Example (a whole distillation of a small digits teacher, in a few seconds):
+```python
+from dfad_tf import config, run
+
+cfg = config.DistillConfig(
+    model_dir="runs/api_demo",
+    teacher=config.TeacherSource(training=config.TeacherTraining(epochs=2)),
+    generator=config.GeneratorConfig(width=8, latent_dim=32),
+    schedule=config.ScheduleConfig(batch_size=32, epochs=2, iterations_per_epoch=5),
+    export=config.ExportConfig(formats=("float32",)),
+)
+result = run.distill(cfg)
+print(result.metrics["student_accuracy"], result.student_path)
+```
+"""
+
+import csv
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+from absl import logging
+
+from dfad_tf import (callbacks, config, conventions, data, distribute, evaluation, export as export_lib, fileio,
+                     losses, model_files, models, objectives, optimizers, precision, teacher as teacher_lib)
+from dfad_tf.config import ConfigError
+from dfad_tf.data.tfds_sources import DatasetUnavailableError
+from dfad_tf.distiller import DataFreeDistiller
+
+TEACHER_FILE, STUDENT_FILE, GENERATOR_FILE = "teacher.keras", "student.keras", "generator.keras"
+METRICS_FILE, HISTORY_FILE = "metrics.json", "history.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What `distill` leaves: the run folder, its metrics.json contents and the best student's file."""
+
+    model_dir: str
+    metrics: dict
+    student_path: str
+
+
+def labelled_dataset(data_config, split):
+    """`data_config`'s dataset `split`; a ConfigError if there is none or tfds cannot provide it."""
+    if data_config.dataset == config.NO_DATASET:
+        raise ConfigError("data.dataset", f"this needs labelled data; choose one of: {', '.join(sorted(data.SOURCES))}")
+    try:
+        return data.load(data_config.dataset, split, data_dir=data_config.data_dir)
+    except DatasetUnavailableError as error:
+        raise ConfigError("data.data_dir", str(error)) from error
+
+
+def teacher_input_map(teacher, spec):
+    """(scale, offset) from the dataset's normalised images to the teacher's input convention."""
+    statistics = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
+    try:
+        return conventions.to_teacher_input(teacher.input, mean=teacher.input_mean, std=teacher.input_std,
+                                            **statistics)
+    except ValueError as error:
+        raise ConfigError("teacher.input", f"{error} (input_mean, input_std)") from error
+
+
+def load_model(path, allow_unsafe=False, field="teacher.path"):
+    """The model file at `path` (`model_files.load_model`); a ConfigError naming `field` if it cannot be loaded."""
+    try:
+        return model_files.load_model(path, safe_mode=not allow_unsafe)
+    except model_files.ModelFileError as error:
+        hint = "; allow unsafe files if you trust it" if error.unsafe else ""
+        raise ConfigError(field, f"{error}{hint}") from error
+
+
+def train_teacher(teacher_config, verbose=2):
+    """Trains a teacher; keeps the better of it and any already in `model_dir`.
+
+    Args:
+        teacher_config: a `config.TeacherConfig`.
+        verbose: Keras's fit verbosity.
+
+    Returns:
+        `(teacher_path, score)` of the teacher now in `model_dir`, its score
+        being held-out accuracy, or mean IoU for segmentation.
+    """
+    training, model_dir, dataset = teacher_config.training, teacher_config.model_dir, teacher_config.data.dataset
+    keras.utils.set_random_seed(teacher_config.seed)
+    if dataset == config.NO_DATASET:
+        raise ConfigError("data.dataset", f"training a teacher needs labelled data; choose one of: "
+                                          f"{', '.join(sorted(data.SOURCES))}")
+    spec = data.spec(dataset)
+    if models.task(training.model) != spec.task:
+        raise ConfigError("training.model", f"{training.model} is a {models.task(training.model)} model but the "
+                                            f"dataset {dataset} is {spec.task}")
+    if training.backbone_weights and not os.path.isfile(training.backbone_weights):
+        raise ConfigError("training.backbone_weights", f"{training.backbone_weights}: no such file")
+    train = labelled_dataset(teacher_config.data, "train")
+    test_images, test_labels = evaluation.arrays(labelled_dataset(teacher_config.data, "test"))
+    recipe = {**dataclasses.asdict(training), "decay_epochs": list(training.decay_epochs),
+              "seed": teacher_config.seed}
+    del recipe["model"]
+    print(f"Training a {training.model} teacher on {dataset} for {training.epochs} epochs")
+    model, _ = teacher_lib.train_teacher(training.model, spec, train, **recipe, verbose=verbose)
+    metric = evaluation.metric_name(spec)
+    score = evaluation.model_score(model, test_images, test_labels, spec)
+    path, metrics_path = os.path.join(model_dir, TEACHER_FILE), os.path.join(model_dir, METRICS_FILE)
+    earlier = fileio.read_json(metrics_path, {})
+    key = f"teacher_{metric}"
+    if os.path.exists(path) and earlier.get(key, -1) >= score:
+        logging.warning("kept the teacher already in %s (%s %.4f >= %.4f of this run)",
+                        model_dir, metric, earlier[key], score)
+        return path, earlier[key]
+    os.makedirs(model_dir, exist_ok=True)  # only now: bad input leaves no trace
+    with fileio.atomic_path(path) as tmp:
+        model.save(tmp)
+    fileio.write_json(metrics_path, {
+        **earlier, key: score, "teacher_config": {"dataset": dataset, "model": training.model, **recipe},
+    })
+    print(f"Teacher {metric} on the {dataset} test split: {score:.4f} (saved {path})")
+    return path, score
+
+
+def distill(run_config, verbose=2):
+    """Distills the configured teacher into a student, data-free; everything `dfad-distill` does.
+
+    Trains the teacher first if `teacher.path` is None and MODEL_DIR has none,
+    checks that teacher, student and dataset fit together and warns when the
+    teacher's BatchNorm layers suggest another input convention, then runs
+    DFAD with the best-student checkpoint, agreement on generated images,
+    TensorBoard, sample pictures and a backup that a rerun resumes from.
+    Leaves run_config.json, student.keras, student.json, generator.keras, the
+    configured exports, history.csv and metrics.json in `model_dir`.
+
+    Args:
+        run_config: a `config.DistillConfig`.
+        verbose: Keras's fit verbosity.
+
+    Returns:
+        A `RunResult`; on a non-chief worker of a multi-worker run, its metrics are empty.
+    """
+    model_dir = run_config.model_dir
+    spec = data.spec(run_config.data.dataset) if run_config.has_data else None
+    input_map = teacher_input_map(run_config.teacher, spec)
+    strategy = _strategy(run_config)  # first TensorFlow work: a multi-worker strategy must come before any
+    writes_files = distribute.writes_files(strategy)
+    test_data = None
+    if spec is not None:
+        images, labels = evaluation.arrays(labelled_dataset(run_config.data, "test"))
+        test_data = (conventions.adapt_images(images, *input_map), labels)
+    if writes_files:
+        os.makedirs(model_dir, exist_ok=True)
+    sync_batchnorm = run_config.precision.sync_batchnorm
+    if sync_batchnorm is None:
+        sync_batchnorm = strategy.num_replicas_in_sync > 1
+    with strategy.scope():
+        distiller = _build_distiller(run_config, spec, input_map, sync_batchnorm)
+
+    metrics_path = os.path.join(model_dir, METRICS_FILE)
+    if writes_files:
+        config.save(run_config, model_dir)
+        fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), "teacher_input_check":
+                                         _check_teacher_input(distiller, run_config, spec, input_map)})
+    student_path = os.path.join(model_dir, STUDENT_FILE)
+    monitor = f"val_{evaluation.metric_name(spec)}" if spec is not None else "gen_agreement"
+    best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
+                                           extra_record={"config": config.to_dict(run_config)},
+                                           generator_path=os.path.join(model_dir, GENERATOR_FILE))
+    schedule = run_config.schedule
+    started = time.time()
+    history = distiller.fit(batch_size=schedule.batch_size, steps_per_epoch=schedule.iterations_per_epoch,
+                            epochs=schedule.epochs, validation_data=test_data,
+                            callbacks=_callbacks(run_config, best, writes_files, test_data, spec),
+                            verbose=verbose)
+    seconds = time.time() - started
+    if not writes_files:
+        print(f"Worker finished {int(distiller.iteration.numpy())} iterations; the chief writes the results")
+        return RunResult(model_dir, {}, student_path)
+    keras.mixed_precision.set_global_policy("float32")  # what is exported computes in float32
+    if not best.improved:
+        logging.warning("this run did not beat the student already in %s (%s %.4f); kept it",
+                        model_dir, best.monitor, best.best)
+
+    student = keras.saving.load_model(student_path)
+    generator = keras.saving.load_model(os.path.join(model_dir, GENERATOR_FILE))
+    _export_best(run_config, student, generator, replaced=best.improved)
+    metrics = _metrics(run_config, distiller, student, best, history, seconds, test_data, spec)
+    fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), **metrics})
+    return RunResult(model_dir, metrics, student_path)
+
+
+def _strategy(run_config):
+    """The strategy, made only after every check that needs no TensorFlow work has passed."""
+    compute = run_config.precision
+    try:
+        name = distribute.resolve_name(compute.strategy)
+    except distribute.StrategyError as error:
+        raise ConfigError("precision.strategy", str(error)) from error
+    problem = precision.unsupported(compute.mixed_precision, name)
+    if problem:
+        raise ConfigError("precision.mixed_precision", problem)
+    if name == "multi_worker" and not (
+            run_config.teacher.path or os.path.exists(os.path.join(run_config.model_dir, TEACHER_FILE))):
+        raise ConfigError("teacher.path", "a multi-worker run needs a trained teacher file; train one first "
+                                          "(dfad-train-teacher) and pass it here")
+    try:
+        strategy = distribute.make_strategy(name)
+    except distribute.StrategyError as error:
+        raise ConfigError("precision.strategy", str(error)) from error
+    replicas, batch_size = strategy.num_replicas_in_sync, run_config.schedule.batch_size
+    if batch_size % replicas:
+        raise ConfigError("schedule.batch_size", f"{batch_size} does not split evenly across the {replicas} "
+                                                 f"replicas of the {name} strategy; use a multiple of {replicas}")
+    return strategy
+
+
+def _load_or_train_teacher(run_config, spec):
+    source = run_config.teacher
+    path = source.path
+    if path is None:
+        path = os.path.join(run_config.model_dir, TEACHER_FILE)
+        if not os.path.exists(path):
+            if spec is None:
+                raise ConfigError("teacher.path", f"required with dataset {config.NO_DATASET!r} "
+                                                  "(a .keras file or SavedModel)")
+            if source.input != "normalized":
+                raise ConfigError("teacher.input", "applies to a teacher file; a teacher trained here takes "
+                                                   "normalized inputs")
+            try:
+                train_teacher(config.TeacherConfig(run_config.model_dir, run_config.data, source.training,
+                                                   run_config.seed))
+            except ConfigError as error:  # its fields are the teacher's here
+                field = f"teacher.{error.field}" if error.field.startswith("training.") else error.field
+                raise ConfigError(field, error.message) from error
+    return load_model(path, source.allow_unsafe)
+
+
+def _teacher_task(teacher):
+    """"classification" or "segmentation", from the teacher's shapes (see `models.task_of`)."""
+    try:
+        return models.task_of(teacher)
+    except ValueError as error:
+        raise ConfigError("teacher.path", str(error)) from error
+
+
+def _check_teacher(teacher, run_config, spec):
+    task = _teacher_task(teacher)
+    student = run_config.student.model
+    if models.task(student) != task:
+        raise ConfigError("student.model", f"{student} is a {models.task(student)} model but the teacher "
+                                           f"is a {task} model; choose a {task} student")
+    if spec is None:
+        return
+    dataset = run_config.data.dataset
+    if task != spec.task:
+        raise ConfigError("teacher.path", f"is a {task} model but the dataset {dataset} is {spec.task}")
+    for shape in dict.fromkeys([spec.image_shape, spec.eval_shape or spec.image_shape]):
+        if not models.takes(teacher, shape):
+            raise ConfigError("teacher.path", f"takes images of shape {tuple(teacher.input_shape[1:])} but "
+                                              f"the dataset {dataset} has {shape}")
+    if teacher.output_shape[-1] != spec.num_classes:
+        raise ConfigError("teacher.path", f"predicts {teacher.output_shape[-1]} classes but "
+                                          f"the dataset {dataset} has {spec.num_classes}")
+
+
+def _generated_shape(teacher, run_config, spec):
+    """(height, width, channels) of the generated images: the teacher's own size, else image_size or the crop."""
+    size = run_config.schedule.image_size
+    size = tuple(size) if size else None
+    if None not in teacher.input_shape[1:]:
+        if size and size != tuple(teacher.input_shape[1:3]):
+            raise ConfigError("schedule.image_size", f"the teacher only takes images of shape "
+                                                     f"{tuple(teacher.input_shape[1:])}")
+        return tuple(teacher.input_shape[1:])
+    if size:
+        field, shape = "schedule.image_size", (*size, teacher.input_shape[-1])
+    elif spec is not None:
+        field, shape = "data.dataset", tuple(spec.image_shape)
+    else:
+        raise ConfigError("schedule.image_size", "the teacher takes images of any size: say which to generate, "
+                                                 "e.g. 128,128")
+    try:
+        teacher(np.zeros((1, *shape), "float32"), training=False)
+    except Exception as error:  # TensorFlow raises many types for shapes a network cannot take
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(field, f"the teacher cannot take {shape[0]}x{shape[1]} images ({reason[:120]}); "
+                                 f"use a larger size") from error
+    return shape
+
+
+def _load_fixed_generator(path, image_shape):
+    try:
+        generator = model_files.load_model(path)
+    except model_files.ModelFileError as error:
+        raise ConfigError("generator.fixed", str(error)) from error
+    if tuple(generator.output_shape[1:]) != image_shape:
+        raise ConfigError("generator.fixed", f"makes images of shape {tuple(generator.output_shape[1:])} but "
+                                             f"the teacher takes {image_shape}")
+    generator.trainable = False
+    return generator
+
+
+def _build_distiller(run_config, spec, input_map, sync_batchnorm):
+    """Teacher (loaded or trained), student, generator and the compiled distiller."""
+    teacher = _load_or_train_teacher(run_config, spec)
+    _check_teacher(teacher, run_config, spec)
+    student_config, generator_config = run_config.student, run_config.generator
+    schedule, objective = run_config.schedule, run_config.objective
+    keras.mixed_precision.set_global_policy(run_config.precision.mixed_precision)  # the teacher keeps its own
+    keras.utils.set_random_seed(run_config.seed)
+    image_shape = _generated_shape(teacher, run_config, spec)
+    try:
+        student = models.build_model(student_config.model, image_shape, teacher.output_shape[-1],
+                                     width=student_config.width, output_stride=student_config.output_stride)
+    except ValueError as error:  # e.g. a MobileNet on images smaller than 32x32
+        raise ConfigError("student.model", f"cannot build {student_config.model} for inputs {image_shape}: "
+                                           f"{error}") from error
+    if generator_config.fixed:
+        generator = _load_fixed_generator(generator_config.fixed, image_shape)
+    else:
+        statistics = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
+        generator = conventions.adapt_generator(
+            models.build_generator(generator_config.model, generator_config.latent_dim, image_shape,
+                                   width=generator_config.width, synchronized_batchnorm=sync_batchnorm),
+            *input_map, clip_to=conventions.pixel_range(*input_map, **statistics) if objective.clip_pixels else None)
+    distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=schedule.imitation_steps,
+                                  seed=run_config.seed, replay_memory=objective.replay_memory)
+    try:
+        weights = objectives.check_weights(dict(objective.generator_loss_weights))
+    except ValueError as error:
+        raise ConfigError("objective.generator_loss_weights", str(error)) from error
+    try:
+        distiller.compile(
+            *optimizers.paper_optimizers(
+                student_config.learning_rate, generator_config.learning_rate,
+                weight_decay=student_config.weight_decay, momentum=student_config.momentum,
+                decay_epochs=list(schedule.lr_decay_epochs), decay_factor=schedule.lr_decay_factor,
+                iterations_per_epoch=schedule.iterations_per_epoch, imitation_steps=schedule.imitation_steps),
+            loss=discrepancy(objective),
+            metrics=[evaluation.keras_metric(spec)] if spec is not None else None,
+            generator_loss_weights=weights, jit_compile=run_config.precision.jit_compile)
+    except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
+        raise ConfigError("objective.generator_loss_weights", str(error)) from error
+    return distiller
+
+
+def discrepancy(objective):
+    """The `losses.Discrepancy` of an `ObjectiveConfig`."""
+    return losses.Discrepancy(objective.loss, standardize=objective.standardize_logits)
+
+
+def _check_teacher_input(distiller, run_config, spec, input_map):
+    """Warns when the teacher's first BatchNorm layer says that the input convention is likely wrong.
+
+    Scores the step-0 generated images (the first imitation step's noise, the
+    generator in training mode, on a copy so that its moving averages stay
+    untouched) with `conventions.check_input_convention`.
+
+    Returns:
+        What was found, for metrics.json.
+    """
+    generator = keras.models.clone_model(distiller.generator)
+    generator.set_weights(distiller.generator.get_weights())
+    images = generator(distiller.latent_noise(run_config.schedule.batch_size, 0)[:, 0], training=True)
+    statistics = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
+    convention = run_config.teacher.input
+    check = conventions.check_input_convention(distiller.teacher, images, convention, input_map, **statistics)
+    if check is None:
+        logging.info("the teacher's input convention was not checked: it has no readable BatchNormalization layer")
+        return {"checked": False, "reason": "the teacher has no readable BatchNormalization layer"}
+    if check.suggestion:
+        logging.warning(
+            "teacher input convention %s looks wrong for this teacher: generated images mapped by it are %.3g (KL) "
+            "from the running statistics of its first BatchNorm layer, against %.3g with %s; rerun with "
+            "--teacher_input=%s unless you know the teacher's convention", convention,
+            check.mismatches[convention], check.mismatches[check.suggestion], check.suggestion, check.suggestion)
+    return {"checked": True, "batchnorm_mismatch": check.mismatches, "suggestion": check.suggestion}
+
+
+def _callbacks(run_config, best, writes_files, test_data, spec):
+    """The run's side jobs; a multi-worker run's non-chief workers only train and restore."""
+    model_dir = run_config.model_dir
+    backup = callbacks.TrainingBackup(os.path.join(model_dir, "backup"), write=writes_files)
+    if not writes_files:
+        return [keras.callbacks.TerminateOnNaN(), backup]
+    if backup.exists:
+        print(f"Resuming the interrupted run in {backup.backup_dir}")
+    logs, samples = os.path.join(model_dir, "logs"), os.path.join(model_dir, "samples")
+    pictures = []
+    if spec is not None and spec.task == "segmentation":
+        images, labels = test_data
+        pictures.append(callbacks.SegmentationPictures(images[:8], labels[:8], logs, samples))
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        callbacks.GeneratedAgreement(seed=run_config.seed + 1),  # before `best`, which may monitor it
+        best,
+        keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=backup.exists),
+        keras.callbacks.TensorBoard(logs),
+        callbacks.GeneratedImages(logs, samples, seed=run_config.seed),
+        *pictures,
+        backup,  # last: an epoch is backed up once every other side job is done with it
+    ]
+
+
+def _export_best(run_config, student, generator, replaced):
+    """Exports the best student, unless it is the one already exported."""
+    model_dir, formats = run_config.model_dir, run_config.export.formats
+    variants = [name for name in formats if name in export_lib.VARIANTS]
+    if not replaced:
+        variants = [v for v in variants if not os.path.exists(os.path.join(model_dir, export_lib.tflite_filename(v)))]
+    saved_model = "saved_model" in formats and (
+        replaced or not os.path.exists(os.path.join(model_dir, "student_savedmodel")))
+    return export_lib.export_student(student, model_dir, variants, saved_model=saved_model, generator=generator,
+                                     calibration_images=run_config.export.calibration_images,
+                                     int8_io=run_config.export.int8_io, seed=run_config.seed)
+
+
+def _metrics(run_config, distiller, student, best, history, seconds, test_data, spec):
+    model_dir = run_config.model_dir
+    record = best.record
+    iterations = len(history.epoch) * run_config.schedule.iterations_per_epoch
+    metric = evaluation.metric_name(spec) if spec is not None else "accuracy"
+    measure = "mean IoU" if metric == "miou" else "accuracy"
+    metrics = {
+        "config": record["config"],
+        "selection": {"monitor": record["monitor"], "value": record["value"], "epoch": record["epoch"]},
+        "this_run": {"seconds": round(seconds, 1), "epochs_run": len(history.epoch),
+                     "iterations_per_second": round(iterations / seconds, 3),
+                     "total_iterations": int(distiller.iteration.numpy()),  # including those before a resume
+                     "replaced_student": best.improved},
+        "notes": {
+            f"student_{metric}": f"held-out {measure} of the exported student (student.keras) itself",
+            f"best_epoch_{metric}": f"the paper's protocol: the best held-out {measure} over the epochs of "
+                                    f"distillation; equal to student_{metric} when selection.monitor is val_{metric}",
+            "selections": f"the held-out {measure} each way of choosing the student would have given: the best "
+                          "epoch by labels (the paper's protocol), and without labels the last epoch or the epoch "
+                          "of the best gen_agreement",
+            "selection": f"student.keras is the student of the epoch with the best selection.monitor: val_{metric} "
+                         f"(held-out {measure}) with labelled data, else gen_agreement (top-1 agreement with the "
+                         "teacher on a fixed bank of generated images, per pixel for segmentation)",
+        },
+    }
+    if test_data is not None:
+        images, labels = test_data
+        metrics[f"teacher_{metric}"] = evaluation.model_score(distiller.teacher, images, labels, spec)
+        metrics[f"student_{metric}"] = evaluation.model_score(student, images, labels, spec)
+        if record["monitor"] == f"val_{metric}":
+            metrics[f"best_epoch_{metric}"] = record["value"]
+        with open(os.path.join(model_dir, HISTORY_FILE)) as f:  # every epoch, those before a resume too
+            metrics["selections"] = evaluation.selections(list(csv.DictReader(f)), metric)
+        if "float32" in run_config.export.formats:
+            logits = export_lib.tflite_predict(os.path.join(model_dir, export_lib.tflite_filename("float32")), images)
+            metrics[f"student_tflite_{metric}"] = evaluation.score(logits, labels, spec)
+    return metrics
