@@ -23,14 +23,16 @@ print(result.metrics["student_accuracy"], result.student_path)
 import csv
 import dataclasses
 import os
+import tempfile
 import time
 
 import keras
 import numpy as np
 from absl import logging
 
-from dfad_tf import (callbacks, config, conventions, data, distribute, evaluation, export as export_lib, fileio,
-                     losses, model_files, models, objectives, optimizers, precision, teacher as teacher_lib)
+from dfad_tf import (callbacks, config, conventions, data, distribute, edge_report, evaluation, export as export_lib,
+                     fileio, losses, model_files, models, objectives, optimizers, precision, qat,
+                     teacher as teacher_lib)
 from dfad_tf.config import ConfigError
 from dfad_tf.data.tfds_sources import DatasetUnavailableError
 from dfad_tf.distiller import DataFreeDistiller
@@ -456,3 +458,187 @@ def _metrics(run_config, distiller, student, best, history, seconds, test_data, 
             logits = export_lib.tflite_predict(os.path.join(model_dir, export_lib.tflite_filename("float32")), images)
             metrics[f"student_tflite_{metric}"] = evaluation.score(logits, labels, spec)
     return metrics
+
+
+def run_setting(run_dir, data_config=None, teacher=None):
+    """The data and teacher of the run in `run_dir` (its run_config.json), checked against any given.
+
+    Args:
+        run_dir: a `distill` model_dir, or None.
+        data_config: a `DataConfig` given for it, or None to take the run's.
+        teacher: a `TeacherSource` given for it, or None to take the run's.
+
+    Returns:
+        `(data_config, teacher, recorded)`: defaults where neither is known; `recorded` is
+        the run's `DistillConfig`, or None.
+
+    Raises:
+        ConfigError: a given dataset or input convention disagrees with the run's.
+    """
+    recorded = config.load(run_dir) if run_dir else None
+    if recorded is None:
+        return data_config or config.DataConfig(), teacher or config.TeacherSource(), None
+    if data_config is not None and data_config.dataset != recorded.data.dataset:
+        raise ConfigError("data.dataset", f"{data_config.dataset} disagrees with the run in {run_dir}, made with "
+                                          f"{recorded.data.dataset}; leave it out")
+    if teacher is not None and (teacher.input, teacher.input_mean, teacher.input_std) != (
+            recorded.teacher.input, recorded.teacher.input_mean, recorded.teacher.input_std):
+        raise ConfigError("teacher.input", f"{teacher.input} disagrees with the run in {run_dir}, made with "
+                                           f"{recorded.teacher.input}; leave it out")
+    # A given data_dir or teacher path may differ: the files moved, or another machine.
+    return data_config or recorded.data, teacher or recorded.teacher, recorded
+
+
+def _load_keras(path, field):
+    if not os.path.isfile(path):
+        raise ConfigError(field, f"{path}: no such file (expected a .keras file from distill)")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many types for unreadable files
+        raise ConfigError(field, f"{path}: cannot be read as a Keras model ({type(error).__name__})") from error
+
+
+def export(run_dir=None, variants=export_lib.VARIANTS, saved_model=True, references=True, qat_iterations=0,
+           qat_student_lr=1e-4, qat_batch_size=128, calibration_images=512, int8_io=False, seed=0,
+           output_dir=None, student_path=None, generator_path=None, data_config=None,
+           teacher=None):
+    """Exports a distilled student for the edge and measures what each variant costs; `dfad-export`.
+
+    Writes student_savedmodel/ and the TFLite `variants`, with
+    `qat_iterations`, student_qat_int8.tflite (the student fine-tuned
+    quantization-aware by more DFAD iterations of the run's recipe), and
+    export_report.json: per file its size, held-out score (or agreement on
+    generated images without data), agreement with the Keras student and latency.
+
+    Args:
+        run_dir: a `distill` model_dir: the default place of every input and output, and of the
+            dataset and teacher input convention (run_config.json).
+        variants: TFLite variants (`export.VARIANTS`).
+        saved_model: also write student_savedmodel/.
+        references: add int8 files calibrated on noise and on real images to the report (not shipped).
+        qat_iterations, qat_student_lr, qat_batch_size: quantization-aware fine-tuning (0: none).
+        calibration_images, int8_io, seed: as for `ExportConfig`, and the seed of the generated images.
+        output_dir, student_path, generator_path: default: in `run_dir`.
+        data_config, teacher: a `DataConfig` and `TeacherSource` (its path: default RUN_DIR/teacher.keras) for a
+            student without a run_config.json; given with one, they must agree with it.
+
+    Returns:
+        The report (as written to export_report.json).
+    """
+    data_config, teacher, recorded = run_setting(run_dir, data_config, teacher)
+
+    def path(given, field, filename):
+        if given:
+            return given
+        if run_dir:
+            return os.path.join(run_dir, filename)
+        raise ConfigError(field, f"give it or a run_dir (a distill model_dir holding {filename})")
+
+    student = _load_keras(path(student_path, "student_path", STUDENT_FILE), "student_path")
+    if qat_iterations and models.task_of(student) == "segmentation":
+        raise ConfigError("qat_iterations", "quantization-aware training supports the classifier students only; "
+                                            "export a segmentation student without it")
+    has_data = data_config.dataset != config.NO_DATASET
+    needs_generator = "int8" in variants or qat_iterations or references or not has_data
+    generator = _load_keras(path(generator_path, "generator_path", GENERATOR_FILE),
+                            "generator_path") if needs_generator else None
+    teacher_model = load_model(path(teacher.path, "teacher.path", TEACHER_FILE),
+                               teacher.allow_unsafe) if qat_iterations else None
+    output_dir = output_dir or run_dir or os.path.dirname(os.path.abspath(student_path))
+    spec = data.spec(data_config.dataset) if has_data else None
+    input_map = teacher_input_map(teacher, spec)
+    labels = None
+    if has_data:
+        images, labels = evaluation.arrays(labelled_dataset(data_config, "test"))
+        images = conventions.adapt_images(images, *input_map)
+    else:  # without labelled data, fidelity to the Keras student is measured on generated images
+        images = export_lib.generated_images(generator, 512, seed=seed + 1)
+
+    try:
+        files = export_lib.export_student(student, output_dir, variants, saved_model=saved_model,
+                                          generator=generator, calibration_images=calibration_images,
+                                          int8_io=int8_io, seed=seed)
+    except ValueError as error:
+        raise ConfigError("student_path", str(error)) from error
+    if qat_iterations:
+        print(f"Quantization-aware fine-tuning for {qat_iterations} data-free iterations")
+        run_config = recorded or config.DistillConfig(model_dir=output_dir)
+        quantized = qat.quantization_aware_finetune(
+            teacher_model, student, generator, iterations=qat_iterations, batch_size=qat_batch_size,
+            imitation_steps=run_config.schedule.imitation_steps, student_lr=qat_student_lr, seed=seed,
+            width=run_config.student.width, loss=discrepancy(run_config.objective),
+            generator_loss_weights=run_config.objective.generator_loss_weights)
+        files["qat_int8"] = os.path.join(output_dir, "student_qat_int8.tflite")
+        qat.export_qat_tflite(quantized, files["qat_int8"])
+
+    with tempfile.TemporaryDirectory() as scratch:
+        measured = dict(files)
+        if references:
+            measured.update(_references(student, scratch, input_map, data_config, images.shape[1:],
+                                        calibration_images, int8_io, seed))
+        rows = edge_report.measure(student, measured, images, labels, spec)
+    for row in rows:
+        if row["name"].endswith("_calibrated"):
+            row["file"] = None  # a reference, not shipped
+    report = {"rows": rows, "images": "held-out" if labels is not None else "generated",
+              "config": {"variants": list(variants), "int8_io": int8_io, "calibration_images": calibration_images,
+                         "qat_iterations": qat_iterations, "qat_student_lr": qat_student_lr, "seed": seed,
+                         "dataset": data_config.dataset, "teacher_input": teacher.input}}
+    fileio.write_json(os.path.join(output_dir, "export_report.json"), report)
+    return report
+
+
+def _references(student, output_dir, input_map, data_config, shape, count, int8_io, seed):
+    """int8 files calibrated on noise and on real training images, for the report only."""
+    sources = {"int8_noise_calibrated": np.random.default_rng(seed).standard_normal(
+        (count, *shape)).astype("float32")}
+    if data_config.dataset != config.NO_DATASET:
+        sources["int8_real_calibrated"] = evaluation.arrays(labelled_dataset(data_config, "train").take(count))[0]
+    sources = {name: conventions.adapt_images(images, *input_map) for name, images in sources.items()}
+    paths = {}
+    for name, calibration in sources.items():
+        paths[name] = os.path.join(output_dir, f"{name}.tflite")
+        export_lib.export_tflite(student, paths[name], "int8", calibration, int8_io)
+    return paths
+
+
+def evaluate(model_path=None, run_dir=None, split="test", allow_unsafe=False, data_config=None, teacher=None):
+    """A model's held-out accuracy (mean IoU for segmentation) on its dataset; `dfad-evaluate`.
+
+    Args:
+        model_path: a .keras/.h5/.tflite file or SavedModel directory (default: RUN_DIR/student.keras).
+        run_dir: a `distill` model_dir, whose dataset and teacher input convention apply.
+        split: "train" or "test".
+        allow_unsafe: load a model file holding Python code or non-tensor operations.
+        data_config, teacher: the `DataConfig`, and the `TeacherSource` whose input convention the
+            model takes, for a model without a run; given with one, they must agree with it.
+
+    Returns:
+        `{"model", "dataset", "split", "accuracy" or "miou", "examples"}`.
+    """
+    data_config, teacher, _ = run_setting(run_dir, data_config, teacher)
+    if model_path is None:
+        if not run_dir:
+            raise ConfigError("model_path", "give the model to evaluate, or a run_dir")
+        model_path = os.path.join(run_dir, STUDENT_FILE)
+    spec = data.spec(data_config.dataset) if data_config.dataset != config.NO_DATASET else None
+    images, labels = evaluation.arrays(labelled_dataset(data_config, split))
+    images = conventions.adapt_images(images, *teacher_input_map(teacher, spec))
+    if model_path.endswith(".tflite"):
+        if not os.path.isfile(model_path):
+            raise ConfigError("model_path", f"{model_path}: no such file")
+        try:
+            logits = export_lib.tflite_predict(model_path, images)
+        except (ValueError, RuntimeError) as error:
+            raise ConfigError("model_path", f"{model_path}: cannot run as TFLite ({error})") from error
+    else:
+        model = load_model(model_path, allow_unsafe, field="model_path")
+        if not models.takes(model, images.shape[1:]):
+            raise ConfigError("model_path", f"takes images of shape {tuple(model.input_shape[1:])} but "
+                                            f"the dataset {data_config.dataset} has {images.shape[1:]}")
+        logits = evaluation.predict(model, images, batch_size=32)
+    if logits.shape[-1] != spec.num_classes or logits.ndim != labels.ndim + 1:
+        raise ConfigError("model_path", f"outputs shape {logits.shape[1:]} but the dataset {data_config.dataset} "
+                                        f"is {spec.task} into {spec.num_classes} classes")
+    return {"model": model_path, "dataset": data_config.dataset, "split": split,
+            evaluation.metric_name(spec): evaluation.score(logits, labels, spec), "examples": int(len(labels))}

@@ -10,7 +10,7 @@ import pytest
 
 from dfad_tf import baselines, models
 from dfad_tf.cli import reproduce
-from tests.test_cli import TINY, one_line_error, run_binary
+from conftest import TINY, one_line_error, run_binary
 
 
 def test_kd_without_labels_learns_from_the_teacher_alone(digits_teacher, digits_arrays):

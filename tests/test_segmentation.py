@@ -13,7 +13,7 @@ from dfad_tf.cli import distill, evaluate, train_teacher
 from dfad_tf.data import shapes
 from dfad_tf.distiller import DataFreeDistiller
 from dfad_tf.models import segmentation
-from tests.test_cli import files_with_contents, one_line_error, run_binary
+from conftest import files_with_contents, one_line_error, run_binary
 
 NUM_CLASSES = 4
 

@@ -24,6 +24,8 @@ flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
 flags.DEFINE_string("data_dir", None, "The folder of --dataset=camvid or nyuv2 (layouts in README), or the "
                                       "tensorflow_datasets data directory (default: tfds's own, ~/tensorflow_datasets).")
 flags.DEFINE_string("model_dir", None, "Output directory of the run (required by train_teacher and distill); created if missing.")
+flags.DEFINE_string("run_dir", None, "dfad-export and dfad-evaluate: a distill --model_dir, whose student, generator, "
+                                     "--dataset and --teacher_input (its run_config.json) they take.")
 flags.DEFINE_integer("seed", 0, "Random seed for weights, noise, shuffling and augmentation.")
 
 flags.DEFINE_string("teacher", None,
@@ -210,6 +212,25 @@ def flag_errors(fields):
     except config.ConfigError as error:
         flag_of = {field: flag for flag, field in fields.items()}
         raise FlagError(flag_of.get(error.field, error.field), error.message) from error
+
+
+# flag: the field of the `DataConfig` and `TeacherSource` it sets, for binaries that read a run folder
+RUN_SETTING_FIELDS = {"dataset": "data.dataset", "data_dir": "data.data_dir", "teacher_input": "teacher.input",
+                      "teacher_input_mean": "teacher.input_mean", "teacher_input_std": "teacher.input_std",
+                      "teacher": "teacher.path", "allow_unsafe_teacher": "teacher.allow_unsafe"}
+
+
+def run_setting():
+    """`(data_config, teacher_source)` of the flags for `run.export` and `run.evaluate`.
+
+    With a --run_dir holding a run_config.json, the run's, changed only by the
+    flags given (which `run` refuses where they disagree with the run).
+    """
+    recorded = config.load(FLAGS.run_dir) if FLAGS.run_dir else None
+    with flag_errors(RUN_SETTING_FIELDS):
+        setting = from_flags(recorded or config.DistillConfig(model_dir=""), RUN_SETTING_FIELDS,
+                             only_present=recorded is not None)
+    return setting.data, setting.teacher
 
 
 def teacher_config():
