@@ -37,12 +37,14 @@ class ConfigError(ValueError):
     Args:
         field: the field, e.g. "teacher.path" or "schedule.batch_size".
         message: what is wrong and what would be right.
+        unlock: a boolean field that would allow it (e.g. "teacher.allow_unsafe"), or None.
     """
 
-    def __init__(self, field, message):
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field, message, unlock=None):
+        super().__init__(f"{field}: {message}" + (f"; set {unlock} if you trust it" if unlock else ""))
         self.field = field
         self.message = message
+        self.unlock = unlock
 
 
 @dataclasses.dataclass(frozen=True)

@@ -70,13 +70,16 @@ def teacher_input_map(teacher, spec):
         raise ConfigError("teacher.input", f"{error} (input_mean, input_std)") from error
 
 
-def load_model(path, allow_unsafe=False, field="teacher.path"):
-    """The model file at `path` (`model_files.load_model`); a ConfigError naming `field` if it cannot be loaded."""
+def load_model(path, allow_unsafe=False, field="teacher.path", unlock="teacher.allow_unsafe"):
+    """The model file at `path` (`model_files.load_model`); a ConfigError naming `field` if it cannot be loaded.
+
+    Args:
+        unlock: the field of `allow_unsafe`, named when the file is refused as unsafe.
+    """
     try:
         return model_files.load_model(path, safe_mode=not allow_unsafe)
     except model_files.ModelFileError as error:
-        hint = "; allow unsafe files if you trust it" if error.unsafe else ""
-        raise ConfigError(field, f"{error}{hint}") from error
+        raise ConfigError(field, str(error), unlock=unlock if error.unsafe else None) from error
 
 
 def train_teacher(teacher_config, verbose=2):
@@ -632,7 +635,7 @@ def evaluate(model_path=None, run_dir=None, split="test", allow_unsafe=False, da
         except (ValueError, RuntimeError) as error:
             raise ConfigError("model_path", f"{model_path}: cannot run as TFLite ({error})") from error
     else:
-        model = load_model(model_path, allow_unsafe, field="model_path")
+        model = load_model(model_path, allow_unsafe, field="model_path", unlock="allow_unsafe")
         if not models.takes(model, images.shape[1:]):
             raise ConfigError("model_path", f"takes images of shape {tuple(model.input_shape[1:])} but "
                                             f"the dataset {data_config.dataset} has {images.shape[1:]}")

@@ -109,7 +109,7 @@ def save_model(path, model):
      r"--teacher: predicts 5 classes but the dataset digits has 10"),
     (lambda d: save_model(d / "lambda.keras", keras.Sequential(
         [keras.Input((32, 32, 1)), keras.layers.Flatten(), keras.layers.Lambda(lambda x: x[:, :10])])),
-     r"--teacher: .*safe mode.*allow unsafe files if you trust it"),
+     r"--teacher: .*safe mode.*pass --allow_unsafe_teacher if you trust it"),
 ], ids=["missing", "corrupt", "input-shape", "class-count", "unsafe"])
 def test_bad_teacher_is_one_line_and_leaves_earlier_results(tmp_path, capsys, make_teacher, expected):
     model_dir = tmp_path / "run"

@@ -211,7 +211,8 @@ def flag_errors(fields):
         yield
     except config.ConfigError as error:
         flag_of = {field: flag for flag, field in fields.items()}
-        raise FlagError(flag_of.get(error.field, error.field), error.message) from error
+        hint = f"; pass --{flag_of.get(error.unlock, error.unlock)} if you trust it" if error.unlock else ""
+        raise FlagError(flag_of.get(error.field, error.field), error.message + hint) from error
 
 
 # flag: the field of the `DataConfig` and `TeacherSource` it sets, for binaries that read a run folder

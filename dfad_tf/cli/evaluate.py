@@ -27,7 +27,7 @@ flags.DEFINE_bool("allow_unsafe_model", False,
                   "Load a .keras file holding Python code, or a SavedModel that could run operations other than "
                   "tensor computation (file access, printing, Python callbacks). Only for files you trust.")
 
-FIELDS = {**common.RUN_SETTING_FIELDS, "model": "model_path"}
+FIELDS = {**common.RUN_SETTING_FIELDS, "model": "model_path", "allow_unsafe_model": "allow_unsafe"}
 
 
 def main(argv):

@@ -38,7 +38,7 @@ def main(argv):
     del argv
     if not FLAGS.teacher:
         raise common.FlagError("teacher", "give the model to inspect (a .keras or .h5 file, or a SavedModel directory)")
-    with common.flag_errors({"teacher": "teacher.path"}):
+    with common.flag_errors({"teacher": "teacher.path", "allow_unsafe_teacher": "teacher.allow_unsafe"}):
         teacher = library.load_model(FLAGS.teacher, FLAGS.allow_unsafe_teacher)
     input_shape, classes = tuple(teacher.input_shape[1:]), teacher.output_shape[-1]
     size = common.integers(FLAGS.image_size) if FLAGS.image_size else PAPER_SEGMENTATION_SIZE
