@@ -235,6 +235,43 @@ def test_teacher_input_convention_maps_generated_and_evaluation_images(tmp_path,
     assert metrics["student_tflite_accuracy"] == pytest.approx(np.mean(student_outputs.argmax(-1) == labels))
 
 
+def test_export_and_evaluate_take_the_dataset_and_convention_from_the_run(tmp_path, digits_teacher, digits_arrays,
+                                                                           capsys):
+    inputs = keras.Input((32, 32, 1))  # the digits teacher behind a layer that takes [0, 255] pixels
+    byte_teacher = keras.Model(inputs, keras.saving.load_model(digits_teacher)(
+        keras.layers.Rescaling(1 / (255 * 0.3081), offset=-0.1307 / 0.3081)(inputs)))
+    byte_teacher.save(tmp_path / "byte_teacher.keras")
+    run_dir = tmp_path / "run"
+    assert run_binary(distill, f"--model_dir={run_dir}", f"--teacher={tmp_path / 'byte_teacher.keras'}",
+                      "--teacher_input=byte", "--export=float32", *TINY) == 0
+    byte_teacher.save(run_dir / "student.keras")  # a student that learned: the teacher itself
+    images, labels = digits_arrays
+    on_byte_pixels = np.mean(np.asarray(byte_teacher((images * 0.3081 + 0.1307) * 255)).argmax(-1) == labels)
+    assert on_byte_pixels > 0.9 > np.mean(np.asarray(byte_teacher(images)).argmax(-1) == labels) + 0.5  # it matters
+    capsys.readouterr()
+    assert run_binary(evaluate, f"--run_dir={run_dir}") == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == pytest.approx(on_byte_pixels)
+    assert run_binary(export_binary, f"--run_dir={run_dir}", "--variants=float32", "--nosaved_model",
+                      "--noreferences") == 0
+    rows = {row["name"]: row for row in json.loads((run_dir / "export_report.json").read_text())["rows"]}
+    assert rows["keras"]["accuracy"] == pytest.approx(on_byte_pixels)
+    assert rows["float32"]["accuracy"] == pytest.approx(on_byte_pixels, abs=0.01)
+    # Given again, a convention must agree with the run's.
+    assert run_binary(evaluate, f"--run_dir={run_dir}", "--teacher_input=normalized") == 2
+    assert one_line_error(capsys).endswith(f"--teacher_input: normalized disagrees with the run in {run_dir}, made "
+                                           "with byte; leave it out")
+
+
+def test_a_rerun_keeps_the_recorded_configuration_for_flags_not_given(tmp_path, unit_teacher):
+    args = [f"--model_dir={tmp_path}", "--export=float32", *TINY]
+    assert run_binary(distill, *args, f"--teacher={unit_teacher}", "--teacher_input=unit", "--student_lr=0.05") == 0
+    assert run_binary(distill, *args, "--epochs=3") == 0  # resumes: the same teacher and convention, one more epoch
+    recorded = json.loads((tmp_path / "run_config.json").read_text())
+    assert recorded["teacher"]["path"] == str(unit_teacher) and recorded["teacher"]["input"] == "unit"
+    assert recorded["student"]["learning_rate"] == 0.05 and recorded["schedule"]["epochs"] == 3
+    assert json.loads((tmp_path / "metrics.json").read_text())["this_run"]["total_iterations"] == 6
+
+
 def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher, caplog):
     path = tmp_path / "teacher.keras"
     unit_bn_teacher.save(path)  # takes [0, 1] pixels, run with [0, 255] (the right flag: tests/test_conventions.py)

@@ -85,7 +85,7 @@ def test_bad_flag_values_name_the_flag(tmp_path, args, flag):
 
 @pytest.mark.parametrize("flag, message", [
     ("--dataset=cifar10", "--data_dir: --dataset=cifar10: cannot load split 'test'"),
-    ("--methods=dfad_bn", "--generator_loss_weights: the batchnorm term needs a teacher with BatchNormalization"),
+    ("--methods=dfad_bn", "--generator_loss_weights: the batchnorm terms need a teacher with BatchNormalization"),
     ("--related_data=svhn", "--related_data: unknown data 'svhn'"),
 ])
 def test_bad_input_is_one_line(tmp_path, digits_teacher, capsys, monkeypatch, flag, message):
