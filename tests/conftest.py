@@ -23,7 +23,7 @@ def run_binary(module, *args):
     """Parses `args` as the binary would and runs its main; returns the exit code."""
     with flagsaver.flagsaver():
         FLAGS.unparse_flags()
-        FLAGS(["prog", *args])
+        FLAGS(common.expand_flagfiles(["prog", *args]))
         try:
             common.report_errors(module.main)(["prog"])
         except SystemExit as exit:

@@ -24,6 +24,8 @@ flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
 flags.DEFINE_string("data_dir", None, "The folder of --dataset=camvid or nyuv2 (layouts in README), or the "
                                       "tensorflow_datasets data directory (default: tfds's own, ~/tensorflow_datasets).")
 flags.DEFINE_string("model_dir", None, "Output directory of the run (required by train_teacher and distill); created if missing.")
+flags.DEFINE_string("config", None, "A configuration shipped with dfad_tf, by name: the flagfile flags/NAME.cfg "
+                                    "(e.g. digits, cifar10, teacher_digits), also after a plain pip install.")
 flags.DEFINE_string("run_dir", None, "dfad-export and dfad-evaluate: a distill --model_dir, whose student, generator, "
                                      "--dataset and --teacher_input (its run_config.json) they take.")
 flags.DEFINE_integer("seed", 0, "Random seed for weights, noise, shuffling and augmentation.")
@@ -142,11 +144,57 @@ def report_errors(main):
     return checked_main
 
 
+def config_path(name):
+    """The flagfile of the configuration `name` shipped with dfad_tf (`--config=NAME`).
+
+    Installed, the configurations are the package data dfad_tf/configs/; in a
+    checkout, they are flags/ beside the package (the same files).
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in (os.path.join(package, "configs"), os.path.join(os.path.dirname(package), "flags")):
+        if os.path.isdir(folder):
+            path = os.path.join(folder, f"{name}.cfg")
+            if not os.path.isfile(path):
+                names = sorted(f[:-len(".cfg")] for f in os.listdir(folder) if f.endswith(".cfg"))
+                raise FlagError("config", f"no configuration {name!r}; choose one of: {', '.join(names)}")
+            return path
+    raise FlagError("config", "this installation of dfad_tf has no configurations")
+
+
+def expand_flagfiles(argv, including=None):
+    """`argv` with every --config=NAME and --flagfile=PATH replaced by the flags in that file.
+
+    A --flagfile inside a flagfile is found relative to that file (absl's own
+    reading would take it relative to the working directory).
+    """
+    expanded = []
+    for arg in argv:
+        name, _, value = arg.partition("=")
+        if name.lstrip("-") not in ("config", "flagfile") or not name.startswith("-"):
+            expanded.append(arg)
+            continue
+        path = config_path(value) if name.lstrip("-") == "config" else value
+        if including is not None and not os.path.isabs(path):
+            path = os.path.join(os.path.dirname(including), path)
+        if not os.path.isfile(path):
+            raise FlagError("flagfile", f"{path}: no such file")
+        with open(path) as file:
+            lines = [line.strip() for line in file]
+        expanded.extend(expand_flagfiles([line for line in lines if line and not line.startswith(("#", "//"))],
+                                         including=path))
+    return expanded
+
+
 def run(main, required=()):
-    """`app.run` for a binary's `main`, with `report_errors` and its `required` flags."""
+    """`app.run` for a binary's `main`, with `report_errors`, its `required` flags and `expand_flagfiles`."""
     for name in required:
         flags.mark_flag_as_required(name)
-    app.run(report_errors(main))
+    try:
+        argv = expand_flagfiles(sys.argv)
+    except FlagError as error:
+        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    app.run(report_errors(main), argv=argv)
 
 
 def integers(values):
