@@ -171,9 +171,14 @@ class ScheduleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
-    """What student and generator optimise: the distillation recipe's knobs.
+    """What student and generator optimise: a named recipe (`recipes.RECIPES`) and its parts.
+
+    Each part left None comes from `recipe` (for the run's teacher: see
+    `recipes.Recipe`); given, it overrides that part alone. The run folder's
+    run_config.json records every part as the run used it.
 
     Args:
+        recipe: "robust" (the default, for any teacher) or "paper" (DFAD as published).
         loss: the discrepancy (`losses.DISCREPANCIES`).
         standardize_logits: compare standardized logit vectors.
         generator_loss_weights: weights of the generator's terms (`objectives.TERMS`).
@@ -181,11 +186,12 @@ class ObjectiveConfig:
         clip_pixels: clip generated images to the real pixel range of the teacher's convention.
     """
 
+    recipe: str = "robust"
     loss: str = "mae"
-    standardize_logits: bool = False
-    generator_loss_weights: dict = dataclasses.field(default_factory=lambda: {"adversarial": 1.0})
-    replay_memory: int = 0
-    clip_pixels: bool = False
+    standardize_logits: bool | None = None
+    generator_loss_weights: dict | None = None
+    replay_memory: int | None = None
+    clip_pixels: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -217,14 +217,13 @@ class DataFreeDistiller(keras.Model):
 
     def _imitation_step(self, noise, step=0):
         images = self.generator(noise, training=True)
-        fresh = images
         if self.memory is not None:
+            if step == 0:  # first: the memory is never empty when it is sampled
+                self.memory.add(images)
             seed = tf.stack([tf.constant(self.seed, tf.int64), -1 - self.iteration * self.imitation_steps - step])
-            images = tf.concat([fresh, tf.cast(self.memory.sample(tf.shape(fresh)[0], seed), fresh.dtype)], axis=0)
-        loss = imitation_step(self.teacher, self.student, images, self.discrepancy, self.student_optimizer)
-        if self.memory is not None and step == 0:
-            self.memory.add(fresh)
-        return loss
+            replayed = self.memory.sample(tf.shape(images)[0], seed)
+            images = tf.concat([images, tf.cast(replayed, images.dtype)], axis=0)
+        return imitation_step(self.teacher, self.student, images, self.discrepancy, self.student_optimizer)
 
     def _generation_step(self, noise):
         return generation_step(self.student, self.generator, noise, self.generator_objective,

@@ -160,6 +160,16 @@ def batchnorm_layers(teacher):
     return [layer for layer in getattr(teacher, "layers", []) if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+def readable_batchnorms(teacher):
+    """The teacher's BatchNormalization layers whose inputs a model sharing its layers can return; else []."""
+    layers = batchnorm_layers(teacher)
+    try:
+        keras.Model(teacher.inputs, [layer.input for layer in layers])
+    except (AttributeError, ValueError):  # a layer used twice, or a subclassed teacher: no single input to read
+        return []
+    return layers
+
+
 def batchnorm_kl(inputs, layer):
     """Per channel, KL(N(batch mean, batch variance) || N(moving mean, moving variance)) at a BatchNorm input.
 

@@ -31,7 +31,7 @@ import numpy as np
 from absl import logging
 
 from dfad_tf import (callbacks, config, conventions, data, distribute, edge_report, evaluation, export as export_lib,
-                     fileio, losses, model_files, models, objectives, optimizers, precision, qat,
+                     fileio, losses, model_files, models, objectives, optimizers, precision, qat, recipes,
                      teacher as teacher_lib)
 from dfad_tf.config import ConfigError
 from dfad_tf.data.tfds_sources import DatasetUnavailableError
@@ -163,7 +163,8 @@ def distill(run_config, verbose=2):
     if sync_batchnorm is None:
         sync_batchnorm = strategy.num_replicas_in_sync > 1
     with strategy.scope():
-        distiller = _build_distiller(run_config, spec, input_map, sync_batchnorm)
+        distiller, objective = _build_distiller(run_config, spec, input_map, sync_batchnorm)
+    run_config = dataclasses.replace(run_config, objective=objective)  # recorded as run, the recipe's parts filled
 
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     if writes_files:
@@ -313,11 +314,11 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm):
     """Teacher (loaded or trained), student, generator and the compiled distiller."""
     teacher = _load_or_train_teacher(run_config, spec)
     _check_teacher(teacher, run_config, spec)
-    student_config, generator_config = run_config.student, run_config.generator
-    schedule, objective = run_config.schedule, run_config.objective
+    student_config, generator_config, schedule = run_config.student, run_config.generator, run_config.schedule
     keras.mixed_precision.set_global_policy(run_config.precision.mixed_precision)  # the teacher keeps its own
     keras.utils.set_random_seed(run_config.seed)
     image_shape = _generated_shape(teacher, run_config, spec)
+    objective = resolve_objective(run_config.objective, teacher)
     try:
         student = models.build_model(student_config.model, image_shape, teacher.output_shape[-1],
                                      width=student_config.width, output_stride=student_config.output_stride)
@@ -350,7 +351,19 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm):
             generator_loss_weights=weights, jit_compile=run_config.precision.jit_compile)
     except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
         raise ConfigError("objective.generator_loss_weights", str(error)) from error
-    return distiller
+    return distiller, objective
+
+
+def resolve_objective(objective, teacher):
+    """`objective` with every part left None taken from its recipe, for `teacher` (`recipes.Recipe`)."""
+    if objective.recipe not in recipes.RECIPES:
+        raise ConfigError("objective.recipe", f"unknown recipe {objective.recipe!r}; choose one of: "
+                                              f"{', '.join(recipes.RECIPES)}")
+    recipe = recipes.RECIPES[objective.recipe]
+    parts = {name: getattr(recipe, name) for name in ("standardize_logits", "clip_pixels", "replay_memory")}
+    parts["generator_loss_weights"] = recipe.generator_loss_weights(teacher)
+    return dataclasses.replace(objective, **{name: value for name, value in parts.items()
+                                             if getattr(objective, name) is None})
 
 
 def discrepancy(objective):
@@ -566,11 +579,12 @@ def export(run_dir=None, variants=export_lib.VARIANTS, saved_model=True, referen
     if qat_iterations:
         print(f"Quantization-aware fine-tuning for {qat_iterations} data-free iterations")
         run_config = recorded or config.DistillConfig(model_dir=output_dir)
+        objective = resolve_objective(run_config.objective, teacher_model)  # recorded runs: already resolved
         quantized = qat.quantization_aware_finetune(
             teacher_model, student, generator, iterations=qat_iterations, batch_size=qat_batch_size,
             imitation_steps=run_config.schedule.imitation_steps, student_lr=qat_student_lr, seed=seed,
-            width=run_config.student.width, loss=discrepancy(run_config.objective),
-            generator_loss_weights=run_config.objective.generator_loss_weights)
+            width=run_config.student.width, loss=discrepancy(objective),
+            generator_loss_weights=objective.generator_loss_weights)
         files["qat_int8"] = os.path.join(output_dir, "student_qat_int8.tflite")
         qat.export_qat_tflite(quantized, files["qat_int8"])
 

@@ -31,8 +31,9 @@ from dfad_tf.data import alternatives
 from dfad_tf.data.tfds_sources import DatasetUnavailableError
 
 KD_METHODS = ("kd_ori", "kd_rel", "kd_unr", "random")
-GENERATOR_METHODS = ("dafl", "dfad", "dfad_bn")
-METHODS = ("teacher", *KD_METHODS, *GENERATOR_METHODS)
+GENERATOR_METHODS = ("dafl", "dfad", "dfad_bn")  # the paper's recipe with these generator objectives
+METHODS = ("teacher", *KD_METHODS, *GENERATOR_METHODS, "robust")
+PAPER = {"objective.recipe": "paper"}
 STUDIES = ("table", "loss", "batch_size", "fixed_generator")
 
 
@@ -102,7 +103,8 @@ def reproduce(base, study="table", methods=METHODS, seeds=5, batch_sizes=(32, 64
                 curve = _kd_cell(base, variant, seed, teacher, test_data, spec, input_map, kd, verbose)
             else:
                 if variant in GENERATOR_METHODS:
-                    overrides = {"objective.generator_loss_weights": objectives.METHOD_WEIGHTS[variant], **overrides}
+                    overrides = {**PAPER, "objective.generator_loss_weights": objectives.METHOD_WEIGHTS[variant],
+                                 **overrides}
                 cell = dataclasses.replace(base, model_dir=cell_dir, seed=seed,
                                            export=dataclasses.replace(base.export, formats=()))
                 for field, value in overrides.items():
@@ -136,12 +138,13 @@ def _cells(study, methods, seeds, batch_sizes, model_dir):
         # The teacher is one given model: one row, one "run".
         return [(method, seed, {}) for method in methods for seed in (seeds if method != "teacher" else [0])]
     if study == "loss":
-        return [(loss, seed, {"objective.loss": loss}) for loss in losses.DISCREPANCIES for seed in seeds]
+        return [(loss, seed, {**PAPER, "objective.loss": loss}) for loss in losses.DISCREPANCIES for seed in seeds]
     if study == "batch_size":
-        return [(f"batch_{size}", seed, {"schedule.batch_size": int(size)}) for size in batch_sizes for seed in seeds]
+        return [(f"batch_{size}", seed, {**PAPER, "schedule.batch_size": int(size)})
+                for size in batch_sizes for seed in seeds]
     return [cell for seed in seeds for cell in (
-        ("dfad", seed, {}),
-        ("fixed_generator", seed, {"generator.fixed": os.path.join(
+        ("dfad", seed, PAPER),
+        ("fixed_generator", seed, {**PAPER, "generator.fixed": os.path.join(
             _cell_dir(model_dir, study, "dfad", seed), run.GENERATOR_FILE)}))]
 
 

@@ -74,3 +74,16 @@ def test_standardized_discrepancy_matches_numpy_and_ignores_logit_scale(name):
     assert float(losses.get(name)(10 * teacher + 5, student)) != pytest.approx(float(losses.get(name)(teacher, student)),
                                                                                 rel=0.1)
     assert keras.losses.deserialize(keras.losses.serialize(loss)).standardize
+
+
+def test_standardizing_equal_logits_keeps_the_gradient_bounded():
+    """An untrained student's logits on a blank image are all equal: their gradient must not explode."""
+    import tensorflow as tf
+
+    teacher = tf.constant(rng.standard_normal((4, 10)).astype("float32"))
+    student = tf.Variable(tf.zeros((4, 10)))
+    with tf.GradientTape() as tape:
+        loss = losses.Discrepancy("mae", standardize=True)(teacher, student)
+    gradient = np.abs(np.asarray(tape.gradient(loss, student))).max()
+    # Centring moves each sign by at most 2, then 1/sqrt(epsilon) = 100 times the plain MAE's 1/(4*10).
+    assert 0 < gradient <= 2 * 100 / (4 * 10) + 1e-5

@@ -2,7 +2,7 @@
 
 from absl import flags
 
-from dfad_tf import config, distribute, export, losses, models, objectives, precision
+from dfad_tf import config, distribute, export, losses, models, objectives, precision, recipes
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -33,18 +33,23 @@ flags.DEFINE_list("lr_decay_epochs", [],
 flags.DEFINE_float("lr_decay_factor", 0.1, "Step-decay multiplier of both learning rates.")
 flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
-flags.DEFINE_bool("standardize_logits", False,
+flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
+                  "What the generator optimises and how the student learns: robust (the default, for any teacher: "
+                  "standardized logits, clipped pixels, a replay memory, a BatchNorm prior when the teacher's "
+                  "BatchNorm layers can be read) or paper (DFAD exactly as published). The four flags below "
+                  "override single parts of it.")
+flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
-                  "scale (same argmax). For teachers whose logits grow large on generated images (README, "
-                  "\"Bring your own teacher\").")
-flags.DEFINE_integer("replay_memory", 0,
+                  "scale (same argmax). Default: from --recipe (robust: on; paper: off).")
+flags.DEFINE_integer("replay_memory", None,
                      "Images kept in a replay memory of recent generated images; every imitation step also trains "
                      "the student on as many images drawn from it, so it does not forget what earlier generators "
-                     "taught it (0: none, the paper's DFAD).", lower_bound=0)
-flags.DEFINE_bool("clip_pixels", False,
+                     "taught it (0: none). Default: from --recipe (robust: 8192; paper: 0).", lower_bound=0)
+flags.DEFINE_bool("clip_pixels", None,
                   "Clip generated images to the range real pixels have in the teacher's input convention (black to "
-                  "white), so that the generator cannot invent pixels no teacher was trained on.")
+                  "white), so that the generator cannot invent pixels no teacher was trained on. Default: from "
+                  "--recipe (robust: on; paper: off).")
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
@@ -71,12 +76,13 @@ flags.DEFINE_enum("mixed_precision", "float32", list(precision.POLICIES),
                   "compute capability 7.0+; both optimizers scale the loss). Saved students are float32.")
 
 common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
-flags.DEFINE_list("generator_loss_weights", ["adversarial=1"],
+flags.DEFINE_list("generator_loss_weights", None,
                   "What the generator optimises, as TERM=WEIGHT pairs over the terms adversarial (DFAD's "
-                  "discrepancy), batchnorm (match the teacher's BatchNorm statistics, a prior as in DeepInversion "
-                  "and DFQ), one_hot, activation and balance (DAFL's terms), smoothness (an image prior needing "
-                  "only the teacher's outputs, for SavedModel teachers). DAFL is one_hot=1,activation=0.1,"
-                  "balance=5; DFAD with a BN prior adversarial=1,batchnorm=1.")
+                  "discrepancy), batchnorm and batchnorm_kl (match the teacher's BatchNorm statistics, a prior as in "
+                  "DeepInversion and DFQ; batchnorm_kl is the same in size for any teacher), one_hot, activation "
+                  "and balance (DAFL's terms), smoothness (an image prior needing only the teacher's outputs). "
+                  "Default: from --recipe (paper: adversarial=1; robust: adversarial=1, plus batchnorm_kl=1 when "
+                  "the teacher's BatchNorm layers can be read). DAFL is one_hot=1,activation=0.1,balance=5.")
 flags.DEFINE_string("fixed_generator", None,
                     "A generator.keras of an earlier run: train a fresh student on its images, the generator "
                     "frozen (no generation stage).")
@@ -90,6 +96,8 @@ def _parse_weights(pairs):
 
 
 def _valid_weights(pairs):
+    if pairs is None:
+        return True
     try:
         return bool(_parse_weights(pairs))
     except ValueError:
@@ -116,14 +124,15 @@ FIELDS = {
     "iterations_per_epoch": "schedule.iterations_per_epoch", "epochs": "schedule.epochs",
     "lr_decay_epochs": "schedule.lr_decay_epochs", "lr_decay_factor": "schedule.lr_decay_factor",
     "image_size": "schedule.image_size",
-    "loss": "objective.loss", "standardize_logits": "objective.standardize_logits",
+    "recipe": "objective.recipe", "loss": "objective.loss", "standardize_logits": "objective.standardize_logits",
     "generator_loss_weights": "objective.generator_loss_weights", "replay_memory": "objective.replay_memory",
     "clip_pixels": "objective.clip_pixels",
     "strategy": "precision.strategy", "sync_batchnorm": "precision.sync_batchnorm",
     "mixed_precision": "precision.mixed_precision", "jit_compile": "precision.jit_compile",
     "export": "export.formats", "calibration_images": "export.calibration_images", "int8_io": "export.int8_io",
 }
-CONVERTERS = {"generator_loss_weights": _parse_weights, "lr_decay_epochs": common.integers}
+CONVERTERS = {"generator_loss_weights": lambda pairs: pairs and _parse_weights(pairs),
+              "lr_decay_epochs": common.integers}
 
 
 def distill_config():

@@ -14,8 +14,9 @@ configure the runs; methods only change what they must:
   kd_unr    KD on unlabelled unrelated images (--unrelated_data)
   random    KD on Gaussian-noise images
   dafl      a generator with DAFL's one-hot, activation and balance terms
-  dfad      data-free adversarial distillation
+  dfad      data-free adversarial distillation as published (--recipe=paper)
   dfad_bn   DFAD with a BatchNorm-statistics prior (needs a teacher with BN)
+  robust    dfad_tf's default recipe (--recipe=robust, README "Recipes")
 
 KD runs take as many student updates as a DFAD run (epochs x
 iterations_per_epoch x imitation_steps) at the same batch size and learning rate.
