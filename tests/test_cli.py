@@ -10,7 +10,7 @@ import pytest
 from absl import flags
 
 from dfad_tf import export, models, precision
-from dfad_tf.cli import common, distill, evaluate, train_teacher
+from dfad_tf.cli import distill, evaluate, train_teacher
 from dfad_tf.cli import export as export_binary
 from dfad_tf.cli import inspect as inspect_binary
 from conftest import TINY, files_with_contents, one_line_error, real_program, run_binary
