@@ -7,6 +7,9 @@ from setuptools import find_packages, setup
 with open("dfad_tf/__init__.py") as f:
     version = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
 
+# dfad-export --qat_iterations: tensorflow-model-optimization wraps only tf_keras models.
+QAT = ["tf-keras==2.21.*", "tensorflow-model-optimization"]
+
 setup(
     name="dfad_tf",
     version=version,
@@ -19,15 +22,15 @@ setup(
     package_dir={"dfad_tf.configs": "flags"},
     package_data={"dfad_tf.configs": ["*.cfg"]},
     install_requires=[
-        # tensorflow, not tensorflow-cpu: tf-keras (needed by tensorflow-model-optimization)
-        # depends on the full package, and both would be installed otherwise.
+        # tensorflow, not tensorflow-cpu: only the full wheel runs on GPUs (--strategy=mirrored,
+        # mixed_float16), and tf-keras in the [qat] extra requires it by that name.
         "tensorflow==2.21.*",
-        "keras>=3.15",
-        "tf-keras==2.21.*",
-        "keras-cv",
+        # The distiller uses private Keras members (_compile_metrics, _maybe_symbolic_build,
+        # _initial_epoch): only the minor version the tests run on.
+        "keras>=3.15,<3.16",
         "tensorboard",
         "tensorflow-datasets",
-        "tensorflow-model-optimization",
+        "importlib_resources",  # tensorflow-datasets imports it to prepare a dataset; etils 1.15 no longer installs it
         "absl-py",
         "scikit-learn",
         "matplotlib",  # the reproduce binary's plots, and the fonts of its printed-digits stand-in data
@@ -35,7 +38,7 @@ setup(
         "ai-edge-litert",
         "numpy",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"qat": QAT, "test": ["pytest", *QAT]},
     entry_points={
         "console_scripts": [
             "dfad-train-teacher=dfad_tf.cli.train_teacher:run",

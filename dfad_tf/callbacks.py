@@ -1,7 +1,7 @@
 """Callbacks for the side jobs of a DFAD run: pictures, data-free model selection, the best student."""
 
+import csv
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -14,25 +14,29 @@ def _fixed_latents(num, latent_dim, seed):
     return np.random.default_rng(seed).standard_normal((num, latent_dim)).astype("float32")
 
 
-def _stretch(images):
-    """Each image stretched to [0, 1] on its own, grey images made RGB."""
+def _common_scale(images):
+    """All images mapped to [0, 1] by one scale (their joint 0.5th to 99.5th percentile), grey made RGB.
+
+    Generated samples have no fixed pixel range, but one scale for the whole
+    grid keeps their contrasts comparable, unlike stretching each on its own.
+    """
     images = np.asarray(images, dtype="float32")
-    low = images.min(axis=(1, 2, 3), keepdims=True)
-    high = images.max(axis=(1, 2, 3), keepdims=True)
-    images = (images - low) / np.maximum(high - low, 1e-8)
+    finite = images[np.isfinite(images)]
+    low, high = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
+    images = np.clip((np.nan_to_num(images, nan=low) - low) / max(high - low, 1e-8), 0, 1)
     return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 
 
-def image_grid(images, stretch=True):
+def image_grid(images, rescale=True):
     """Tiles `(n, h, w, c)` images into one uint8 `(rows*h, cols*w, c)` picture.
 
     Args:
         images: float images.
-        stretch: stretch each image to the full 0-255 range on its own, since
-            generated samples have no fixed pixel range; False for images
-            already in [0, 1] (see `side_by_side`).
+        rescale: map the images to [0, 1] by one common scale
+            (`_common_scale`), since generated samples have no fixed pixel
+            range; False for images already in [0, 1] (see `side_by_side`).
     """
-    images = _stretch(images) if stretch else np.asarray(images, dtype="float32")
+    images = _common_scale(images) if rescale else np.asarray(images, dtype="float32")
     n, h, w, c = images.shape
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -41,6 +45,56 @@ def image_grid(images, stretch=True):
         row, col = divmod(i, cols)
         grid[row * h:(row + 1) * h, col * w:(col + 1) * w] = image
     return (grid * 255).round().astype("uint8")
+
+
+def labelled_grid(images, teacher_classes, student_classes, class_names=None):
+    """Generated samples on one common scale, each titled with the teacher's class, disagreements marked.
+
+    A tile where the student's class differs is framed in red and titled
+    "teacher / student" in red, so a reader sees what the generator draws and
+    where the student does not yet follow.
+
+    Args:
+        images: float images `(n, h, w, c)`.
+        teacher_classes, student_classes: integer classes `(n,)`.
+        class_names: names of the classes (default: their numbers).
+
+    Returns:
+        A uint8 RGB picture `(height, width, 3)`.
+
+    Example:
+    >>> picture = labelled_grid(images, teacher(images).argmax(-1), student(images).argmax(-1))
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    images = _common_scale(images)
+    name = (lambda c: str(class_names[c])) if class_names else str
+    cols = int(np.ceil(np.sqrt(len(images))))
+    rows = int(np.ceil(len(images) / cols))
+    figure = Figure(figsize=(1.1 * cols, 1.25 * rows + 0.4), dpi=80)
+    FigureCanvasAgg(figure)
+    agree = int(np.sum(np.asarray(teacher_classes) == np.asarray(student_classes)))
+    figure.suptitle(f"title: teacher's class; red: the student says otherwise ({len(images) - agree} of "
+                    f"{len(images)})", fontsize=9)
+    for i, ax in enumerate(figure.subplots(rows, cols, squeeze=False).ravel()):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= len(images):
+            ax.set_axis_off()
+            continue
+        ax.imshow(images[i], vmin=0, vmax=1, interpolation="nearest")
+        teacher, student = int(teacher_classes[i]), int(student_classes[i])
+        if teacher == student:
+            ax.set_title(name(teacher), fontsize=9, pad=2)
+        else:
+            ax.set_title(f"{name(teacher)} / {name(student)}", fontsize=9, pad=2, color="red", fontweight="bold")
+            for spine in ax.spines.values():
+                spine.set_color("red")
+                spine.set_linewidth(3)
+    figure.tight_layout(rect=(0, 0, 1, 0.97), pad=0.3)
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
 def color_masks(labels, num_classes):
@@ -65,42 +119,49 @@ def color_masks(labels, num_classes):
 
 def side_by_side(images, *masks, num_classes):
     """Each image followed by its coloured masks, as one wider image: `(n, h, w * (1 + len(masks)), 3)`."""
-    return np.concatenate([_stretch(images), *(color_masks(m, num_classes) for m in masks)], axis=2)
+    return np.concatenate([_common_scale(images), *(color_masks(m, num_classes) for m in masks)], axis=2)
 
 
 class GeneratedImages(keras.callbacks.Callback):
     """Each epoch, draws generated samples from fixed noise to TensorBoard and PNG.
 
-    For a segmentation teacher each sample is drawn beside the mask the teacher
-    predicts on it (the paper's Fig. 6).
+    One common scale for the grid; each sample titled with the teacher's
+    class, in red with the student's where the two disagree
+    (`labelled_grid`). For a segmentation teacher each sample is drawn beside
+    the mask the teacher predicts on it (the paper's Fig. 6). TensorBoard's
+    step is the distiller's DFAD iteration.
 
     Args:
         log_dir: TensorBoard directory; images go to its `samples` subfolder.
         image_dir: folder for `epoch_NNN.png` files (None for none).
         num_images: images in the grid.
         seed: seed of the fixed noise.
+        class_names: names of the teacher's classes (default: their numbers).
 
     Example:
     >>> distiller.fit(batch_size=256, callbacks=[GeneratedImages("runs/x/logs", "runs/x/samples")])
     """
 
-    def __init__(self, log_dir, image_dir=None, num_images=64, seed=0):
+    def __init__(self, log_dir, image_dir=None, num_images=64, seed=0, class_names=None):
         super().__init__()
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "samples"))
         self.image_dir = image_dir
         self.num_images = num_images
         self.seed = seed
+        self.class_names = class_names
 
     def on_epoch_end(self, epoch, logs=None):
-        generator, teacher = self.model.generator, self.model.teacher
+        distiller = self.model
+        generator, teacher = distiller.generator, distiller.teacher
         latents = _fixed_latents(self.num_images, generator.input_shape[-1], self.seed)
         images = np.asarray(generator(latents, training=False))
         if len(teacher.output_shape) == 4:
             masks = np.argmax(teacher(images, training=False), axis=-1)
-            grid = image_grid(side_by_side(images, masks, num_classes=teacher.output_shape[-1]), stretch=False)
+            grid = image_grid(side_by_side(images, masks, num_classes=teacher.output_shape[-1]), rescale=False)
         else:
-            grid = image_grid(images)
-        _write_picture(self.writer, "generated_samples", grid, epoch,
+            grid = labelled_grid(images, np.argmax(teacher(images, training=False), axis=-1),
+                                 np.argmax(distiller.student(images, training=False), axis=-1), self.class_names)
+        _write_picture(self.writer, "generated_samples", grid, int(distiller.iteration.numpy()),
                        self.image_dir and os.path.join(self.image_dir, f"epoch_{epoch + 1:03d}.png"))
 
 
@@ -132,17 +193,117 @@ class SegmentationPictures(keras.callbacks.Callback):
         student = np.argmax(distiller.student(self.images, training=False), axis=-1)
         rows = side_by_side(self.images, self.labels, teacher, student,
                             num_classes=distiller.teacher.output_shape[-1])
-        _write_picture(self.writer, "real_images_truth_teacher_student", image_grid(rows, stretch=False), epoch,
+        _write_picture(self.writer, "real_images_truth_teacher_student", image_grid(rows, rescale=False),
+                       int(distiller.iteration.numpy()),
                        self.image_dir and os.path.join(self.image_dir, f"real_epoch_{epoch + 1:03d}.png"))
 
 
-def _write_picture(writer, name, picture, epoch, png_path=None):
+def _write_picture(writer, name, picture, step, png_path=None):
     with writer.as_default():
-        tf.summary.image(name, picture[None], step=epoch + 1)
+        tf.summary.image(name, picture[None], step=step)
     writer.flush()
     if png_path:
         with fileio.atomic_path(png_path) as tmp:
             tf.io.write_file(tmp, tf.io.encode_png(picture))
+
+
+class IterationScalars(keras.callbacks.Callback):
+    """Writes each epoch's logs to TensorBoard, at the step of the DFAD iteration reached.
+
+    Keras's TensorBoard callback counts epochs for its epoch scalars and
+    student optimizer steps (k per iteration) for others; here every scalar,
+    like every picture of `GeneratedImages`, is at the distiller's
+    `iteration`. Training values go to `log_dir/train`, `val_*` ones to
+    `log_dir/validation` (without the prefix), so TensorBoard overlays them.
+
+    Args:
+        log_dir: TensorBoard directory.
+
+    Example:
+    >>> distiller.fit(batch_size=256, callbacks=[GeneratedAgreement(), IterationScalars("runs/x/logs")])
+    """
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.writers = {split: tf.summary.create_file_writer(os.path.join(log_dir, split))
+                        for split in ("train", "validation")}
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.iteration.numpy())
+        for name, value in (logs or {}).items():
+            split, tag = ("validation", name[len("val_"):]) if name.startswith("val_") else ("train", name)
+            with self.writers[split].as_default():
+                tf.summary.scalar(tag, float(np.asarray(value)), step=step)
+        for writer in self.writers.values():
+            writer.flush()
+
+
+class TrainingCurves(keras.callbacks.Callback):
+    """Draws a run's curves per epoch into one PNG, refreshed after every epoch.
+
+    Three panels: held-out accuracy or mean IoU (`val_accuracy`/`val_miou`)
+    with `gen_agreement`; the student's loss `loss_S` (and `val_loss_S`, on
+    real images); the generator's loss `loss_G`. It reads the history CSV that
+    `HistoryCSV` writes (put this callback after it), so a
+    resumed run's picture shows its earlier epochs too. Written atomically.
+
+    Args:
+        history_csv: the `HistoryCSV` file.
+        png_path: the picture to write, e.g. `curves.png`.
+        iterations_per_epoch: DFAD iterations per epoch, for the axis label.
+
+    Example:
+    >>> callbacks = [HistoryCSV("runs/x/history.csv"), TrainingCurves("runs/x/history.csv", "runs/x/curves.png")]
+    """
+
+    def __init__(self, history_csv, png_path, iterations_per_epoch=None):
+        super().__init__()
+        self.history_csv = history_csv
+        self.png_path = png_path
+        self.iterations_per_epoch = iterations_per_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
+
+        rows = fileio.read_csv(self.history_csv)
+        epochs = [int(row["epoch"]) + 1 for row in rows]
+
+        def column(name):
+            if not rows or name not in rows[0]:
+                return None
+            return [_number(row[name]) for row in rows]
+
+        figure = Figure(figsize=(12, 3.6), dpi=80)
+        FigureCanvasAgg(figure)
+        panels = figure.subplots(1, 3)
+        titles = ("student: held-out score (val_), agreement on generated", "student loss", "generator loss")
+        for ax, title, names in zip(panels, titles,
+                                    (("val_accuracy", "val_miou", "gen_agreement"), ("loss_S", "val_loss_S"),
+                                     ("loss_G",))):
+            for name in names:
+                values = column(name)
+                if values is not None:
+                    ax.plot(epochs, values, marker="o", markersize=3, label=name)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("epoch" + (f" ({self.iterations_per_epoch} DFAD iterations each)"
+                                     if self.iterations_per_epoch else ""), fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        panels[0].set_ylim(0, 1)
+        figure.tight_layout()
+        with fileio.atomic_path(self.png_path) as tmp:
+            figure.savefig(tmp, format="png")
+
+
+def _number(text):
+    """A CSV cell as a float; NaN for an empty or non-numeric one (CSVLogger writes "NA" for a missing value)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 class GeneratedAgreement(keras.callbacks.Callback):
@@ -153,7 +314,8 @@ class GeneratedAgreement(keras.callbacks.Callback):
     equals the teacher's (for segmentation, the fraction of their pixels). The
     generator is trained to find images where the two disagree, so a student
     that agrees on them has caught up with the hardest samples the run can
-    make. Put this callback before any that reads it.
+    make. Outputs that are not finite (NaN, inf) never count as agreeing.
+    Put this callback before any that reads it.
 
     Args:
         num_samples: size of the noise bank.
@@ -176,11 +338,99 @@ class GeneratedAgreement(keras.callbacks.Callback):
         agree = 0
         for start in range(0, self.num_samples, self.batch_size):
             images = distiller.generator(latents[start:start + self.batch_size], training=False)
-            teacher = np.argmax(distiller.teacher(images, training=False), axis=-1)
-            student = np.argmax(distiller.student(images, training=False), axis=-1)
-            agree += float(np.mean(teacher == student)) * len(images)
+            teacher, student = (np.asarray(model(images, training=False))
+                                for model in (distiller.teacher, distiller.student))
+            # argmax reads a NaN as the largest value: outputs that are not all finite never agree.
+            finite = np.isfinite(teacher).all(axis=-1) & np.isfinite(student).all(axis=-1)
+            agree += float(np.mean(finite & (teacher.argmax(-1) == student.argmax(-1)))) * len(images)
         if logs is not None:
             logs["gen_agreement"] = agree / self.num_samples
+
+
+class DivergedError(RuntimeError):
+    """A DFAD run diverged or produced NaN; `model` says which model did.
+
+    Attributes:
+        model: "teacher" (its outputs on finite generated images are not
+            finite) or "student" (training diverged: the student's loss is
+            not finite or exploded while the teacher's outputs are finite).
+        iteration: the DFAD iteration after which the losses were checked.
+        reason: what was seen, e.g. "NaN or infinite loss".
+    """
+
+    def __init__(self, model, iteration, reason):
+        advice = {"teacher": "the teacher's outputs on generated images are not finite; check its input convention",
+                  "student": "the student diverged; lower its learning rate"}[model]
+        super().__init__(f"{reason} at DFAD iteration {iteration}: {advice}")
+        self.model, self.iteration, self.reason = model, iteration, reason
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops a DFAD run at the first NaN, infinite or exploded loss, naming the model that produced it.
+
+    Checks `loss_S` and `loss_G` after every iteration and raises
+    `DivergedError` at once, so nothing after the last good epoch is saved
+    (the best student on disk stays). A loss counts as exploded when `loss_S`
+    exceeds `factor` times the teacher's typical output size (its mean
+    absolute output on generated images at the start): a student that far
+    from the teacher has diverged, and goes on to overflow or to output
+    constants. To tell which model went wrong it keeps the generator's
+    weights of the start of the epoch and, after a failure, feeds the teacher
+    images of a fixed noise bank through that generator and through the
+    current one (in training mode, as in the run, on a copy): outputs that are
+    not finite on finite images make the teacher the cause (typically a wrong
+    input convention), else the student (training diverged, typically a
+    student learning rate too high; a diverging generator makes the student's
+    loss diverge at the next iteration and looks the same).
+
+    Args:
+        factor: how many times the teacher's output size `loss_S` may reach.
+        num_samples: size of the fixed noise bank.
+        seed: seed of that bank.
+
+    Example:
+    >>> distiller.fit(batch_size=256, callbacks=[StopOnDivergence(), ...])  # raises DivergedError
+    """
+
+    def __init__(self, factor=1e3, num_samples=1024, seed=2):
+        super().__init__()
+        self.factor = factor
+        self.num_samples = num_samples
+        self.seed = seed
+
+    def on_train_begin(self, logs=None):
+        distiller = self.model
+        images = distiller.generator(_fixed_latents(256, distiller.latent_dim, self.seed), training=False)
+        outputs = np.abs(np.asarray(distiller.teacher(images, training=False), "float32"))
+        self.max_loss = self.factor * max(float(np.nanmean(outputs)) if np.isfinite(outputs).any() else 0.0, 1.0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_generator = self.model.generator.get_weights()
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        values = {name: float(np.asarray(logs[name])) for name in ("loss_S", "loss_G") if name in logs}
+        exploded = values.get("loss_S", 0.0) > self.max_loss
+        if all(np.isfinite(list(values.values()))) and not exploded:
+            return
+        iteration = int(self.model.iteration.numpy())
+        if self._teacher_fails():
+            raise DivergedError("teacher", iteration, "NaN or infinite loss")
+        raise DivergedError("student", iteration, f"loss_S = {values['loss_S']:.3g}, over {self.max_loss:.3g}"
+                            if exploded else "NaN or infinite loss")
+
+    def _teacher_fails(self):
+        distiller = self.model
+        latents = _fixed_latents(self.num_samples, distiller.latent_dim, self.seed)
+        copy = keras.models.clone_model(distiller.generator)
+        for weights in (self._epoch_generator, distiller.generator.get_weights()):
+            copy.set_weights(weights)
+            for start in range(0, self.num_samples, 256):
+                images = np.asarray(copy(latents[start:start + 256], training=True))
+                if np.isfinite(images).all() and not np.isfinite(
+                        np.asarray(distiller.teacher(images, training=False))).all():
+                    return True
+        return False
 
 
 class BestStudentCheckpoint(keras.callbacks.Callback):
@@ -278,7 +528,7 @@ class TrainingBackup(keras.callbacks.Callback):
     @property
     def exists(self):
         """Whether there is a backup to resume from."""
-        return os.path.exists(self.path)
+        return fileio.exists(self.path)
 
     def on_train_begin(self, logs=None):
         if not self.exists:
@@ -296,5 +546,40 @@ class TrainingBackup(keras.callbacks.Callback):
                 self.model.save_weights(tmp)
 
     def on_train_end(self, logs=None):
-        if self.write and os.path.isdir(self.backup_dir):
-            shutil.rmtree(self.backup_dir)
+        if self.write:
+            fileio.remove_tree(self.backup_dir)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """`keras.callbacks.CSVLogger`'s file, rewritten whole and atomically after each epoch.
+
+    CSVLogger appends to an open file, which gs:// cannot do and a kill can
+    leave half-written; this works on any filesystem `fileio` does.
+
+    Args:
+        path: the CSV file: an `epoch` column, then the logs' keys in order.
+        append: keep the rows already in `path` (a resumed run).
+
+    Example:
+    >>> distiller.fit(..., callbacks=[HistoryCSV("gs://bucket/run/history.csv")])
+    """
+
+    def __init__(self, path, append=False):
+        super().__init__()
+        self.path = path
+        self.append = append
+        self.rows = []
+
+    def on_train_begin(self, logs=None):
+        self.rows = []
+        if self.append and fileio.exists(self.path):
+            with tf.io.gfile.GFile(self.path) as file:
+                self.rows = list(csv.DictReader(file))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": epoch, **(logs or {})})
+        keys = ["epoch"] + sorted({key for row in self.rows for key in row} - {"epoch"})
+        with fileio.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, keys, restval="NA")
+            writer.writeheader()
+            writer.writerows(self.rows)

@@ -75,6 +75,27 @@ def to_teacher_input(convention, data_mean=GENERIC_MEAN, data_std=GENERIC_STD, m
     return scale, offset
 
 
+def from_unit_pixels(input_map, data_mean=GENERIC_MEAN, data_std=GENERIC_STD):
+    """The affine map from pixels in [0, 1] to the model's input: normalisation, then `input_map`.
+
+    Args:
+        input_map: `(scale, offset)` from normalised images to the model's
+            input, from `to_teacher_input`.
+        data_mean, data_std: the dataset's per-channel normalisation.
+
+    Returns:
+        `(scale, offset)`, float32 arrays with one value per channel (or one
+        for all).
+
+    Example:
+    >>> from_unit_pixels((1.0, 0.0), (0.1307,), (0.3081,))  # digits: (pixel - 0.1307) / 0.3081
+    (array([3.2457], dtype=float32), array([-0.4242], dtype=float32))
+    """
+    scale, offset = (np.asarray(value, "float32") for value in input_map)
+    mean, std = np.asarray(data_mean, "float32"), np.asarray(data_std, "float32")
+    return scale / std, offset - scale * mean / std
+
+
 def is_identity(scale, offset):
     return np.all(np.asarray(scale) == 1) and np.all(np.asarray(offset) == 0)
 

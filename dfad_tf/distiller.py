@@ -159,6 +159,15 @@ class DataFreeDistiller(keras.Model):
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
 
+    def save(self, filepath, *args, **kwargs):
+        """Refused: the result of distillation is the student (`distiller.student.save(path)`).
+
+        Raised before anything is written, so `keras.callbacks.ModelCheckpoint`
+        on a distiller leaves no empty file either.
+        """
+        raise NotImplementedError(f"a DataFreeDistiller cannot be saved to {filepath}; save its student instead: "
+                                  "distiller.student.save(path)")
+
     def latent_noise(self, batch_size, iteration):
         """The latent noise of one DFAD iteration's global batch.
 

@@ -74,6 +74,37 @@ def score(logits, labels, spec):
     return accuracy(logits, labels)
 
 
+# A teacher whose held-out score is within this of a constant prediction's has learnt nothing usable.
+CHANCE_MARGIN = 0.05
+
+
+def constant_score(labels, spec):
+    """`score` of always predicting the most frequent label: what a model that learnt nothing reaches.
+
+    Example:
+    >>> constant_score(np.array([0, 1, 1, 2]), data.spec("digits"))
+    0.5
+    """
+    labels = np.asarray(labels)
+    counted = labels[labels != spec.ignore_label] if spec.ignore_label is not None else labels
+    majority = np.bincount(counted.ravel(), minlength=spec.num_classes).argmax()
+    return score(np.broadcast_to(np.eye(spec.num_classes)[majority], (*labels.shape, spec.num_classes)), labels, spec)
+
+
+def at_chance(value, labels, spec):
+    """Whether a held-out score is no better than a constant prediction (within `CHANCE_MARGIN`).
+
+    Returns:
+        `(at_chance, constant)`: the verdict and the constant prediction's score.
+
+    Example:
+    >>> at_chance(0.10, test_labels, data.spec("digits"))  # a teacher fed the wrong input convention
+    (True, 0.1)
+    """
+    constant = constant_score(labels, spec)
+    return value <= constant + CHANCE_MARGIN, constant
+
+
 def predict(model, images, batch_size=512):
     """Outputs of a Keras model in inference mode, computed batch by batch.
 

@@ -53,10 +53,10 @@ def load_model(path, safe_mode=True):
     >>> teacher = load_model("runs/digits/teacher.keras")
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not tf.io.gfile.exists(path):  # any filesystem: a run folder may be on gs://
         raise ModelFileError(path, "no such file or directory (expected a .keras file or a SavedModel directory)")
-    if os.path.isdir(path):
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+    if tf.io.gfile.isdir(path):
+        if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
             raise ModelFileError(path, "directory holds no saved_model.pb, so it is not a SavedModel")
         if safe_mode:
             _check_saved_model(path)

@@ -1,9 +1,14 @@
 """Counting what a model costs: parameters, multiply-accumulates, BatchNorm layers."""
 
+import warnings
+
 import keras
 
 # Preprocessing layers that tell how a model expects its input to be scaled.
 _SCALING_LAYERS = ("Rescaling", "Normalization")
+# Layers whose multiply-adds are counted, and layers with weights whose cost is a few operations per value.
+_COUNTED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense")
+_ELEMENTWISE = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization", "PReLU")
 
 
 def _layers(model):
@@ -16,8 +21,13 @@ def _layers(model):
 
 def _layer_macs(layer):
     kind = type(layer).__name__
-    if kind not in ("Conv2D", "DepthwiseConv2D", "Conv2DTranspose", "Dense"):
+    if kind not in _COUNTED:
         return 0
+    if kind == "SeparableConv2D":  # a depthwise convolution, then a 1x1 one, both at every output position
+        height, width = layer.output.shape[1:3]
+        depthwise, pointwise = layer.depthwise_kernel.shape, layer.pointwise_kernel.shape
+        return height * width * (depthwise[0] * depthwise[1] * depthwise[2] * depthwise[3]
+                                  + pointwise[2] * pointwise[3])
     kernel = layer.kernel.shape
     if kind == "Dense":
         positions = 1
@@ -34,7 +44,9 @@ def macs_per_image(model, image_shape=None):
     """Multiply-accumulates of one image through the convolutions and dense layers.
 
     The papers' "FLOPs" (LeNet-5 433K, ResNet-34-8x 1.16G) count the same
-    multiply-adds, plus small extras for pooling and activations.
+    multiply-adds, plus small extras for pooling and activations. Layers with
+    weights that it does not count (attention, recurrent or 1D/3D
+    convolutions, say) are named in a warning (`uncounted_layers`).
 
     Args:
         model: a functional Keras model.
@@ -56,7 +68,23 @@ def macs_per_image(model, image_shape=None):
             return None
         # The same layers on a fixed-size input: every layer's output size becomes known.
         model = keras.models.clone_model(model, input_tensors=keras.Input(tuple(image_shape)))
+    uncounted = uncounted_layers(model)
+    if uncounted:
+        warnings.warn(f"{model.name}: the multiply-adds of these layers are not counted: "
+                      f"{', '.join(uncounted[:5])}{f' and {len(uncounted) - 5} more' if len(uncounted) > 5 else ''}",
+                      stacklevel=2)
     return int(sum(_layer_macs(layer) for layer in _layers(model)))
+
+
+def uncounted_layers(model):
+    """Layers with weights whose multiply-adds `macs_per_image` leaves out, as "name (Type)".
+
+    Example:
+    >>> uncounted_layers(model_with_attention)
+    ['attention (MultiHeadAttention)']
+    """
+    return [f"{layer.name} ({type(layer).__name__})" for layer in _layers(model)
+            if layer.weights and type(layer).__name__ not in _COUNTED + _ELEMENTWISE]
 
 
 def batchnorm_layers(model):

@@ -9,8 +9,12 @@ The fine-tuning is DFAD's own iteration (the distiller's noise, imitation and
 generation steps, with the run's k and generator objective) for the
 fake-quantized student against the teacher on generated images, with the
 generator still in play. No real image is used.
+
+Its two packages come with the `qat` extra (`pip install 'dfad_tf[qat]'`);
+`missing_packages` finds out whether they are there without importing them.
 """
 
+import importlib.util
 import os
 import tempfile
 
@@ -19,6 +23,14 @@ import tensorflow as tf
 
 from dfad_tf import fileio, losses, models, objectives
 from dfad_tf.distiller import generation_step, imitation_step, latent_noise
+
+
+PACKAGES = ("tf_keras", "tensorflow_model_optimization")
+
+
+def missing_packages():
+    """The modules of `PACKAGES` that are not installed, found without importing them."""
+    return [name for name in PACKAGES if importlib.util.find_spec(name) is None]
 
 
 def _tfmot():

@@ -20,7 +20,6 @@ print(result.metrics["student_accuracy"], result.student_path)
 ```
 """
 
-import csv
 import dataclasses
 import os
 import tempfile
@@ -38,7 +37,7 @@ from dfad_tf.data.tfds_sources import DatasetUnavailableError
 from dfad_tf.distiller import DataFreeDistiller
 
 TEACHER_FILE, STUDENT_FILE, GENERATOR_FILE = "teacher.keras", "student.keras", "generator.keras"
-METRICS_FILE, HISTORY_FILE = "metrics.json", "history.csv"
+METRICS_FILE, HISTORY_FILE, CURVES_FILE = "metrics.json", "history.csv", "curves.png"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,11 +115,10 @@ def train_teacher(teacher_config, verbose=2):
     path, metrics_path = os.path.join(model_dir, TEACHER_FILE), os.path.join(model_dir, METRICS_FILE)
     earlier = fileio.read_json(metrics_path, {})
     key = f"teacher_{metric}"
-    if os.path.exists(path) and earlier.get(key, -1) >= score:
+    if fileio.exists(path) and earlier.get(key, -1) >= score:
         logging.warning("kept the teacher already in %s (%s %.4f >= %.4f of this run)",
                         model_dir, metric, earlier[key], score)
         return path, earlier[key]
-    os.makedirs(model_dir, exist_ok=True)  # only now: bad input leaves no trace
     with fileio.atomic_path(path) as tmp:
         model.save(tmp)
     fileio.write_json(metrics_path, {
@@ -138,8 +136,11 @@ def distill(run_config, verbose=2):
     teacher's BatchNorm layers suggest another input convention, then runs
     DFAD with the best-student checkpoint, agreement on generated images,
     TensorBoard, sample pictures and a backup that a rerun resumes from.
-    Leaves run_config.json, student.keras, student.json, generator.keras, the
-    configured exports, history.csv and metrics.json in `model_dir`.
+    Warns when the teacher does no better than chance on held-out data, and
+    stops at once when the teacher's outputs or the student diverge. Leaves
+    run_config.json, student.keras, student.json, generator.keras, the
+    configured exports, history.csv, curves.png and metrics.json in `model_dir`
+    (on any `tf.io.gfile` filesystem; made only when something is written).
 
     Args:
         run_config: a `config.DistillConfig`.
@@ -147,6 +148,10 @@ def distill(run_config, verbose=2):
 
     Returns:
         A `RunResult`; on a non-chief worker of a multi-worker run, its metrics are empty.
+
+    Raises:
+        ConfigError: a value that cannot work, before anything is written; or "teacher.input" or
+            "student.learning_rate" for a run that diverged (the best student so far stays in `model_dir`).
     """
     model_dir = run_config.model_dir
     spec = data.spec(run_config.data.dataset) if run_config.has_data else None
@@ -157,8 +162,6 @@ def distill(run_config, verbose=2):
     if spec is not None:
         images, labels = evaluation.arrays(labelled_dataset(run_config.data, "test"))
         test_data = (conventions.adapt_images(images, *input_map), labels)
-    if writes_files:
-        os.makedirs(model_dir, exist_ok=True)
     sync_batchnorm = run_config.precision.sync_batchnorm
     if sync_batchnorm is None:
         sync_batchnorm = strategy.num_replicas_in_sync > 1
@@ -167,10 +170,13 @@ def distill(run_config, verbose=2):
     run_config = dataclasses.replace(run_config, objective=objective)  # recorded as run, the recipe's parts filled
 
     metrics_path = os.path.join(model_dir, METRICS_FILE)
+    input_check = {}
     if writes_files:
         config.save(run_config, model_dir)
-        fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), "teacher_input_check":
-                                         _check_teacher_input(distiller, run_config, spec, input_map)})
+        input_check = _check_teacher_input(distiller, run_config, spec, input_map)
+        fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), "teacher_input_check": input_check})
+    if test_data is not None:
+        _warn_if_teacher_at_chance(distiller.teacher, run_config, test_data, spec)
     student_path = os.path.join(model_dir, STUDENT_FILE)
     monitor = f"val_{evaluation.metric_name(spec)}" if spec is not None else "gen_agreement"
     best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
@@ -178,10 +184,13 @@ def distill(run_config, verbose=2):
                                            generator_path=os.path.join(model_dir, GENERATOR_FILE))
     schedule = run_config.schedule
     started = time.time()
-    history = distiller.fit(batch_size=schedule.batch_size, steps_per_epoch=schedule.iterations_per_epoch,
-                            epochs=schedule.epochs, validation_data=test_data,
-                            callbacks=_callbacks(run_config, best, writes_files, test_data, spec),
-                            verbose=verbose)
+    try:
+        history = distiller.fit(batch_size=schedule.batch_size, steps_per_epoch=schedule.iterations_per_epoch,
+                                epochs=schedule.epochs, validation_data=test_data,
+                                callbacks=_callbacks(run_config, best, writes_files, test_data, spec),
+                                verbose=verbose)
+    except callbacks.DivergedError as error:
+        raise _diverged(error, run_config, input_check.get("suggestion")) from error
     seconds = time.time() - started
     if not writes_files:
         print(f"Worker finished {int(distiller.iteration.numpy())} iterations; the chief writes the results")
@@ -210,7 +219,7 @@ def _strategy(run_config):
     if problem:
         raise ConfigError("precision.mixed_precision", problem)
     if name == "multi_worker" and not (
-            run_config.teacher.path or os.path.exists(os.path.join(run_config.model_dir, TEACHER_FILE))):
+            run_config.teacher.path or fileio.exists(os.path.join(run_config.model_dir, TEACHER_FILE))):
         raise ConfigError("teacher.path", "a multi-worker run needs a trained teacher file; train one first "
                                           "(dfad-train-teacher) and pass it here")
     try:
@@ -229,7 +238,7 @@ def _load_or_train_teacher(run_config, spec):
     path = source.path
     if path is None:
         path = os.path.join(run_config.model_dir, TEACHER_FILE)
-        if not os.path.exists(path):
+        if not fileio.exists(path):
             if spec is None:
                 raise ConfigError("teacher.path", f"required with dataset {config.NO_DATASET!r} "
                                                   "(a .keras file or SavedModel)")
@@ -399,12 +408,45 @@ def _check_teacher_input(distiller, run_config, spec, input_map):
     return {"checked": True, "batchnorm_mismatch": check.mismatches, "suggestion": check.suggestion}
 
 
+def _warn_if_teacher_at_chance(teacher, run_config, test_data, spec):
+    """Warns when the teacher does no better on held-out data than a constant prediction."""
+    images, labels = test_data
+    score = evaluation.model_score(teacher, images, labels, spec)
+    at_chance, constant = evaluation.at_chance(score, labels, spec)
+    if at_chance:
+        logging.warning("the teacher scores %.3f (%s) on held-out --dataset=%s, no better than always predicting "
+                        "one class (%.3f): check --teacher_input=%s and that --dataset is the teacher's",
+                        score, evaluation.metric_name(spec), run_config.data.dataset, constant,
+                        run_config.teacher.input)
+
+
+def _diverged(error, run_config, suggested_input=None):
+    """The ConfigError of a run that went NaN or diverged: which field to change, and how.
+
+    `suggested_input` is the convention the teacher's BatchNorm statistics
+    suggested instead of `teacher.input`, if any: images in the wrong range
+    make the student diverge too.
+    """
+    kept = "the best student so far stays in --model_dir"
+    if error.model == "teacher":
+        return ConfigError("teacher.input", f"{error.reason} at DFAD iteration {error.iteration}: the teacher's "
+                                            "outputs on generated images are not finite; check that "
+                                            f"--teacher_input={run_config.teacher.input} is what it takes ({kept})")
+    if suggested_input:
+        return ConfigError("teacher.input", f"{error.reason} at DFAD iteration {error.iteration}: the student "
+                                            f"diverged on images in the wrong range; try --teacher_input="
+                                            f"{suggested_input} (see the warning above) ({kept})")
+    return ConfigError("student.learning_rate", f"{error.reason} at DFAD iteration {error.iteration}: the student "
+                                                f"diverged; try a lower --student_lr than "
+                                                f"{run_config.student.learning_rate:g} ({kept})")
+
+
 def _callbacks(run_config, best, writes_files, test_data, spec):
     """The run's side jobs; a multi-worker run's non-chief workers only train and restore."""
     model_dir = run_config.model_dir
     backup = callbacks.TrainingBackup(os.path.join(model_dir, "backup"), write=writes_files)
     if not writes_files:
-        return [keras.callbacks.TerminateOnNaN(), backup]
+        return [callbacks.StopOnDivergence(), backup]
     if backup.exists:
         print(f"Resuming the interrupted run in {backup.backup_dir}")
     logs, samples = os.path.join(model_dir, "logs"), os.path.join(model_dir, "samples")
@@ -412,13 +454,16 @@ def _callbacks(run_config, best, writes_files, test_data, spec):
     if spec is not None and spec.task == "segmentation":
         images, labels = test_data
         pictures.append(callbacks.SegmentationPictures(images[:8], labels[:8], logs, samples))
+    history = os.path.join(model_dir, HISTORY_FILE)
     return [
-        keras.callbacks.TerminateOnNaN(),
+        callbacks.StopOnDivergence(),
         callbacks.GeneratedAgreement(seed=run_config.seed + 1),  # before `best`, which may monitor it
         best,
-        keras.callbacks.CSVLogger(os.path.join(model_dir, HISTORY_FILE), append=backup.exists),
-        keras.callbacks.TensorBoard(logs),
-        callbacks.GeneratedImages(logs, samples, seed=run_config.seed),
+        callbacks.HistoryCSV(history, append=backup.exists),
+        callbacks.TrainingCurves(history, os.path.join(model_dir, CURVES_FILE),
+                                 run_config.schedule.iterations_per_epoch),
+        callbacks.IterationScalars(logs),
+        callbacks.GeneratedImages(logs, samples, seed=run_config.seed, class_names=spec and spec.class_names),
         *pictures,
         backup,  # last: an epoch is backed up once every other side job is done with it
     ]
@@ -429,9 +474,9 @@ def _export_best(run_config, student, generator, replaced):
     model_dir, formats = run_config.model_dir, run_config.export.formats
     variants = [name for name in formats if name in export_lib.VARIANTS]
     if not replaced:
-        variants = [v for v in variants if not os.path.exists(os.path.join(model_dir, export_lib.tflite_filename(v)))]
+        variants = [v for v in variants if not fileio.exists(os.path.join(model_dir, export_lib.tflite_filename(v)))]
     saved_model = "saved_model" in formats and (
-        replaced or not os.path.exists(os.path.join(model_dir, "student_savedmodel")))
+        replaced or not fileio.exists(os.path.join(model_dir, "student_savedmodel")))
     return export_lib.export_student(student, model_dir, variants, saved_model=saved_model, generator=generator,
                                      calibration_images=run_config.export.calibration_images,
                                      int8_io=run_config.export.int8_io, seed=run_config.seed)
@@ -468,8 +513,8 @@ def _metrics(run_config, distiller, student, best, history, seconds, test_data, 
         metrics[f"student_{metric}"] = evaluation.model_score(student, images, labels, spec)
         if record["monitor"] == f"val_{metric}":
             metrics[f"best_epoch_{metric}"] = record["value"]
-        with open(os.path.join(model_dir, HISTORY_FILE)) as f:  # every epoch, those before a resume too
-            metrics["selections"] = evaluation.selections(list(csv.DictReader(f)), metric)
+        # Every epoch, those before a resume too.
+        metrics["selections"] = evaluation.selections(fileio.read_csv(os.path.join(model_dir, HISTORY_FILE)), metric)
         if "float32" in run_config.export.formats:
             logits = export_lib.tflite_predict(os.path.join(model_dir, export_lib.tflite_filename("float32")), images)
             metrics[f"student_tflite_{metric}"] = evaluation.score(logits, labels, spec)
@@ -506,7 +551,7 @@ def run_setting(run_dir, data_config=None, teacher=None):
 
 
 def _load_keras(path, field):
-    if not os.path.isfile(path):
+    if not fileio.is_file(path):
         raise ConfigError(field, f"{path}: no such file (expected a .keras file from distill)")
     try:
         return keras.saving.load_model(path)
@@ -517,14 +562,15 @@ def _load_keras(path, field):
 def export(run_dir=None, variants=export_lib.VARIANTS, saved_model=True, references=True, qat_iterations=0,
            qat_student_lr=1e-4, qat_batch_size=128, calibration_images=512, int8_io=False, seed=0,
            output_dir=None, student_path=None, generator_path=None, data_config=None,
-           teacher=None):
+           teacher=None, input="model", output="logits"):
     """Exports a distilled student for the edge and measures what each variant costs; `dfad-export`.
 
     Writes student_savedmodel/ and the TFLite `variants`, with
     `qat_iterations`, student_qat_int8.tflite (the student fine-tuned
     quantization-aware by more DFAD iterations of the run's recipe), and
-    export_report.json: per file its size, held-out score (or agreement on
-    generated images without data), agreement with the Keras student and latency.
+    export_report.json: what the files take and return, and per file its size,
+    held-out score (or agreement on generated images without data), agreement
+    with the Keras student and latency, each fed the images as it takes them.
 
     Args:
         run_dir: a `distill` model_dir: the default place of every input and output, and of the
@@ -537,10 +583,16 @@ def export(run_dir=None, variants=export_lib.VARIANTS, saved_model=True, referen
         output_dir, student_path, generator_path: default: in `run_dir`.
         data_config, teacher: a `DataConfig` and `TeacherSource` (its path: default RUN_DIR/teacher.keras) for a
             student without a run_config.json; given with one, they must agree with it.
+        input, output: what the files take and return (`export.ServingInterface`): by default the student's
+            own input and logits; "unit" or "uint8" pixels, with the normalisation baked in, and
+            "probabilities" for an edge app.
 
     Returns:
         The report (as written to export_report.json).
     """
+    if qat_iterations and qat.missing_packages():
+        raise ConfigError("qat_iterations", f"needs {' and '.join(qat.missing_packages())}, installed by "
+                                            "the qat extra: pip install 'dfad_tf[qat]'")
     data_config, teacher, recorded = run_setting(run_dir, data_config, teacher)
 
     def path(given, field, filename):
@@ -560,9 +612,10 @@ def export(run_dir=None, variants=export_lib.VARIANTS, saved_model=True, referen
                             "generator_path") if needs_generator else None
     teacher_model = load_model(path(teacher.path, "teacher.path", TEACHER_FILE),
                                teacher.allow_unsafe) if qat_iterations else None
-    output_dir = output_dir or run_dir or os.path.dirname(os.path.abspath(student_path))
+    output_dir = output_dir or run_dir or os.path.dirname(student_path) or "."
     spec = data.spec(data_config.dataset) if has_data else None
     input_map = teacher_input_map(teacher, spec)
+    interface = serving_interface(input, output, spec, input_map, int8_io, qat_iterations)
     labels = None
     if has_data:
         images, labels = evaluation.arrays(labelled_dataset(data_config, "test"))
@@ -573,7 +626,7 @@ def export(run_dir=None, variants=export_lib.VARIANTS, saved_model=True, referen
     try:
         files = export_lib.export_student(student, output_dir, variants, saved_model=saved_model,
                                           generator=generator, calibration_images=calibration_images,
-                                          int8_io=int8_io, seed=seed)
+                                          int8_io=int8_io, seed=seed, interface=interface)
     except ValueError as error:
         raise ConfigError("student_path", str(error)) from error
     if qat_iterations:
@@ -592,20 +645,37 @@ def export(run_dir=None, variants=export_lib.VARIANTS, saved_model=True, referen
         measured = dict(files)
         if references:
             measured.update(_references(student, scratch, input_map, data_config, images.shape[1:],
-                                        calibration_images, int8_io, seed))
-        rows = edge_report.measure(student, measured, images, labels, spec)
+                                        calibration_images, int8_io, seed, interface))
+        rows = edge_report.measure(student, measured, images, labels, spec, interface=interface)
     for row in rows:
         if row["name"].endswith("_calibrated"):
             row["file"] = None  # a reference, not shipped
-    report = {"rows": rows, "images": "held-out" if labels is not None else "generated",
-              "config": {"variants": list(variants), "int8_io": int8_io, "calibration_images": calibration_images,
+    report = {"interface": interface.describe(student), "rows": rows,
+              "images": "held-out" if labels is not None else "generated",
+              "config": {"variants": list(variants), "input": input, "output": output, "int8_io": int8_io, "calibration_images": calibration_images,
                          "qat_iterations": qat_iterations, "qat_student_lr": qat_student_lr, "seed": seed,
                          "dataset": data_config.dataset, "teacher_input": teacher.input}}
     fileio.write_json(os.path.join(output_dir, "export_report.json"), report)
     return report
 
 
-def _references(student, output_dir, input_map, data_config, shape, count, int8_io, seed):
+def serving_interface(input, output, spec, input_map, int8_io=False, qat_iterations=0):
+    """The `export.ServingInterface` of `input` and `output`, with the normalisation of `spec` and `input_map`."""
+    mean, std = (spec.mean, spec.std) if spec is not None else (conventions.GENERIC_MEAN, conventions.GENERIC_STD)
+    if input != "model" and int8_io:
+        raise ConfigError("int8_io", f"gives the int8 file int8 inputs, but --input={input} files take pixels; "
+                                     "drop one of the two")
+    if input != "model" and qat_iterations:
+        raise ConfigError("qat_iterations", "the quantization-aware file takes the student's own input; "
+                                            "use --input=model with it")
+    try:
+        return export_lib.ServingInterface(input, output, conventions.from_unit_pixels(input_map, mean, std),
+                                           mean, std, spec.class_names if spec is not None else None)
+    except ValueError as error:
+        raise ConfigError("input" if input not in export_lib.INPUTS else "output", str(error)) from error
+
+
+def _references(student, output_dir, input_map, data_config, shape, count, int8_io, seed, interface):
     """int8 files calibrated on noise and on real training images, for the report only."""
     sources = {"int8_noise_calibrated": np.random.default_rng(seed).standard_normal(
         (count, *shape)).astype("float32")}
@@ -615,7 +685,8 @@ def _references(student, output_dir, input_map, data_config, shape, count, int8_
     paths = {}
     for name, calibration in sources.items():
         paths[name] = os.path.join(output_dir, f"{name}.tflite")
-        export_lib.export_tflite(student, paths[name], "int8", calibration, int8_io)
+        export_lib.export_tflite(interface.wrap(student), paths[name], "int8", interface.file_inputs(calibration),
+                                 int8_io)
     return paths
 
 
@@ -642,7 +713,7 @@ def evaluate(model_path=None, run_dir=None, split="test", allow_unsafe=False, da
     images, labels = evaluation.arrays(labelled_dataset(data_config, split))
     images = conventions.adapt_images(images, *teacher_input_map(teacher, spec))
     if model_path.endswith(".tflite"):
-        if not os.path.isfile(model_path):
+        if not fileio.is_file(model_path):
             raise ConfigError("model_path", f"{model_path}: no such file")
         try:
             logits = export_lib.tflite_predict(model_path, images)

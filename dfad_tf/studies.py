@@ -82,9 +82,8 @@ def reproduce(base, study="table", methods=METHODS, seeds=5, batch_sizes=(32, 64
     input_map = run.teacher_input_map(base.teacher, spec)
     images, labels = evaluation.arrays(run.labelled_dataset(base.data, "test"))
     test_data = (conventions.adapt_images(images, *input_map), labels)
-    os.makedirs(model_dir, exist_ok=True)
     teacher_path = base.teacher.path or os.path.join(model_dir, run.TEACHER_FILE)
-    if not os.path.exists(teacher_path):
+    if not fileio.exists(teacher_path):
         run.train_teacher(config.TeacherConfig(model_dir, base.data, base.teacher.training, base.seed),
                           verbose=verbose)
     teacher = run.load_model(teacher_path, base.teacher.allow_unsafe)
@@ -105,15 +104,16 @@ def reproduce(base, study="table", methods=METHODS, seeds=5, batch_sizes=(32, 64
                 if variant in GENERATOR_METHODS:
                     overrides = {**PAPER, "objective.generator_loss_weights": objectives.METHOD_WEIGHTS[variant],
                                  **overrides}
+                elif variant == "robust":  # whatever recipe the base configuration has
+                    overrides = {"objective.recipe": "robust", **overrides}
                 cell = dataclasses.replace(base, model_dir=cell_dir, seed=seed,
                                            export=dataclasses.replace(base.export, formats=()))
                 for field, value in overrides.items():
                     cell = config.replace(cell, field, value)
                 run.distill(cell, verbose=verbose)
-                with open(os.path.join(cell_dir, run.HISTORY_FILE)) as file:
-                    curve = [float(row[f"val_{metric}"]) for row in csv.DictReader(file)]
+                history = fileio.read_csv(os.path.join(cell_dir, run.HISTORY_FILE))
+                curve = [float(row[f"val_{metric}"]) for row in history]
             record = {"method": variant, "seed": seed, f"best_{metric}": max(curve), f"val_{metric}": curve}
-            os.makedirs(cell_dir, exist_ok=True)
             fileio.write_json(record_path, record)
             keras.backend.clear_session()
         else:

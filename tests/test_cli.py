@@ -42,6 +42,7 @@ def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     assert len(history) == 3 and "val_accuracy" in history[0] and "gen_agreement" in history[0]
     assert sorted(os.listdir(finished_run / "samples")) == ["epoch_001.png", "epoch_002.png"]
     assert os.path.isdir(finished_run / "logs" / "samples")
+    assert (finished_run / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert not os.path.exists(finished_run / "backup")  # removed after a finished run
     # The exported student is the saved best student, and its TFLite twin agrees with it.
     student = keras.saving.load_model(finished_run / "student.keras")
@@ -94,6 +95,36 @@ def test_a_worse_run_keeps_the_better_student_and_its_exports(tmp_path, finished
     assert metrics["selection"]["value"] == 1.01
 
 
+def test_a_diverging_student_stops_at_once_in_one_line_keeping_the_best_student(tmp_path, finished_run,
+                                                                                 digits_teacher, capsys):
+    copy_files(finished_run, tmp_path)
+    before = files_with_contents(tmp_path)
+    # The paper's recipe: the default's standardized logits keep loss_S bounded however far the student goes.
+    assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", *TINY,
+                      "--student_lr=1000", "--recipe=paper") == 2
+    assert re.fullmatch(r".*: error: --student_lr: loss_S = \S+, over \S+ at DFAD iteration 1: the student "
+                        r"diverged; try a lower --student_lr than 1000 \(the best student so far stays in "
+                        r"--model_dir\)", one_line_error(capsys))
+    after = files_with_contents(tmp_path)
+    for name in ("student.keras", "student.json", "generator.keras", "student.tflite"):
+        assert after[name] == before[name], name
+
+
+def test_a_teacher_giving_nan_stops_the_run_naming_teacher_input_after_a_chance_warning(tmp_path, digits_teacher,
+                                                                                         capsys, caplog):
+    teacher = keras.saving.load_model(digits_teacher)
+    last = teacher.layers[-1]
+    last.bias.assign(np.where(np.arange(10) == 3, np.nan, np.asarray(last.bias)).astype("float32"))
+    path = save_model(tmp_path / "nan_teacher.keras", teacher)
+    assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", *TINY) == 2
+    assert re.search(r"--teacher_input: NaN or infinite loss at DFAD iteration 1: the teacher's outputs on generated "
+                     r"images are not finite; check that --teacher_input=normalized is what it takes", one_line_error(capsys))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(re.search(r"the teacher scores 0\.\d+ \(accuracy\) on held-out --dataset=digits, no better than always "
+                         r"predicting one class .*check --teacher_input=normalized", w) for w in warnings), warnings
+    assert not os.path.exists(tmp_path / "run" / "student.keras")
+
+
 def save_model(path, model):
     model.save(path)
     return path
@@ -122,6 +153,38 @@ def test_bad_teacher_is_one_line_and_leaves_earlier_results(tmp_path, capsys, ma
     assert re.search(expected, one_line_error(capsys))
     assert files_with_contents(model_dir) == before
     assert sorted(os.listdir(model_dir)) == ["metrics.json", "student.keras"]
+    new_dir = tmp_path / "new_run"
+    assert run_binary(distill, f"--model_dir={new_dir}", f"--teacher={teacher}", *TINY) == 2
+    assert re.search(expected, one_line_error(capsys))
+    assert not new_dir.exists()  # no empty run folder left behind
+
+
+def test_distill_writes_its_run_folder_through_tf_io_gfile(digits_teacher):
+    """ram:// is TensorFlow's in-memory filesystem: reached only through tf.io.gfile, as gs:// is."""
+    import tensorflow as tf
+
+    model_dir = "ram://distill_run"
+    try:
+        assert run_binary(distill, f"--model_dir={model_dir}", f"--teacher={digits_teacher}", *TINY) == 0
+        assert set(tf.io.gfile.listdir(model_dir)) >= {
+            "student.keras", "student.json", "generator.keras", "metrics.json", "history.csv", "student.tflite",
+            "student_savedmodel", "logs", "samples"}
+        with tf.io.gfile.GFile(f"{model_dir}/metrics.json") as file:
+            metrics = json.load(file)
+        assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"], abs=0.01)
+        with tf.io.gfile.GFile(f"{model_dir}/history.csv") as file:
+            assert len(file.read().splitlines()) == 1 + 2  # a header and the 2 epochs
+        assert not os.path.exists("ram:")
+    finally:
+        tf.io.gfile.rmtree(model_dir)
+
+
+def test_model_dir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a run folder")
+    with pytest.raises(flags.IllegalFlagValueError, match="--model_dir names an existing file; give a folder"):
+        run_binary(distill, f"--model_dir={path}", *TINY)
+    assert path.read_text() == "not a run folder" and os.listdir(tmp_path) == ["notes.txt"]
 
 
 def test_no_dataset_needs_a_teacher(tmp_path, capsys):
@@ -192,6 +255,32 @@ def test_export_binary_writes_every_variant_and_a_computed_report(tmp_path, fini
     assert not os.path.exists(tmp_path / "int8_noise_calibrated.tflite")
 
 
+def test_export_for_the_edge_bakes_in_the_pixels_and_says_so(tmp_path, finished_run, digits_arrays, capsys):
+    from dfad_tf.data import digits
+
+    copy_files(finished_run, tmp_path)
+    edge = tmp_path / "edge"
+    assert run_binary(export_binary, f"--run_dir={tmp_path}", f"--output_dir={edge}", "--input=uint8",
+                      "--output=probabilities", "--variants=float32", "--noreferences", "--nosaved_model") == 0
+    report = json.loads((edge / "export_report.json").read_text())
+    assert report["interface"]["input"] == {
+        "name": "images", "shape": [None, 32, 32, 1], "dtype": "uint8", "range": [0, 255],
+        "meaning": "pixels as a camera gives them; the file normalises them", "mean": [0.1307], "std": [0.3081],
+        "unit_pixel_to_student_input": {"scale": [pytest.approx(1 / 0.3081)], "offset": [pytest.approx(-0.1307 / 0.3081)]}}
+    assert report["interface"]["output"]["kind"] == "probabilities" and report["interface"]["output"]["classes"] == 10
+    pixels, labels = digits.pixels("test")
+    probabilities = export.tflite_predict(edge / "student.tflite", pixels)
+    student_accuracy = json.loads((finished_run / "metrics.json").read_text())["student_accuracy"]
+    rows = {row["name"]: row for row in report["rows"]}
+    assert rows["float32"]["accuracy"] == pytest.approx(np.mean(probabilities.argmax(-1) == labels))
+    assert abs(rows["float32"]["accuracy"] - student_accuracy) <= 0.01
+    assert rows["float32"]["input_dtype"] == "uint8" and rows["float32"]["max_probability_diff"] < 0.01
+    before = files_with_contents(tmp_path)
+    assert run_binary(export_binary, f"--run_dir={tmp_path}", "--input=uint8", "--int8_io") == 2
+    assert "--int8_io: gives the int8 file int8 inputs, but --input=uint8 files take pixels" in one_line_error(capsys)
+    assert files_with_contents(tmp_path) == before
+
+
 def test_export_without_a_generator_is_one_line(tmp_path, finished_run, capsys):
     copy_files(finished_run, tmp_path)
     os.remove(tmp_path / "generator.keras")
@@ -201,6 +290,21 @@ def test_export_without_a_generator_is_one_line(tmp_path, finished_run, capsys):
     assert files_with_contents(tmp_path) == before
     with pytest.raises(flags.IllegalFlagValueError, match="--variants"):
         run_binary(export_binary, f"--run_dir={tmp_path}", "--variants=float32,int4")
+
+
+def test_qat_without_its_packages_names_the_extra(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from dfad_tf import qat
+
+    assert qat.missing_packages() == []  # the test extra installs the qat extra
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "tensorflow_model_optimization" else find_spec(name, *args))
+    assert run_binary(export_binary, f"--run_dir={tmp_path}", "--qat_iterations=5") == 2
+    assert one_line_error(capsys).endswith("--qat_iterations: needs tensorflow_model_optimization, installed by the "
+                                           "qat extra: pip install 'dfad_tf[qat]'")
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.fixture(scope="module")
@@ -272,11 +376,14 @@ def test_a_rerun_keeps_the_recorded_configuration_for_flags_not_given(tmp_path, 
     assert json.loads((tmp_path / "metrics.json").read_text())["this_run"]["total_iterations"] == 6
 
 
-def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher, caplog):
+def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher, caplog, capsys):
     path = tmp_path / "teacher.keras"
     unit_bn_teacher.save(path)  # takes [0, 1] pixels, run with [0, 255] (the right flag: tests/test_conventions.py)
+    # On images 255 times too large the student diverges at once, and the error points at the convention.
     assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", "--teacher_input=byte",
-                      "--export=float32", *TINY) == 0
+                      "--export=float32", *TINY) == 2
+    assert re.search(r"--teacher_input: loss_S = .* the student diverged on images in the wrong range; try "
+                     r"--teacher_input=unit", one_line_error(capsys))
     warnings = [record.getMessage() for record in caplog.records if "looks wrong" in record.getMessage()]
     assert len(warnings) == 1 and "rerun with --teacher_input=unit" in warnings[0]
     check = json.loads((tmp_path / "run" / "metrics.json").read_text())["teacher_input_check"]
@@ -320,6 +427,27 @@ def test_real_program_reports_bad_input_in_one_line(tmp_path):
     result = real_program("distill", f"--model_dir={tmp_path}", f"--teacher={tmp_path / 'none.keras'}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("distill.py: error: --teacher: ")
+
+
+def test_help_of_an_installed_binary_shows_its_own_flags(tmp_path):
+    # What pip's console script dfad-export is: a __main__ with no docstring and no flags of its own.
+    script = tmp_path / "dfad-export"
+    script.write_text("import sys\nfrom dfad_tf.cli.export import run\nsys.exit(run())\n")
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300)
+    shown = set(re.findall(r"^  --(?:\[no\])?(\w+)", result.stdout, re.MULTILINE))
+    assert result.stdout.startswith("Export a distilled student for the edge")
+    assert {"run_dir", "input", "output", "variants", "qat_iterations"} <= shown  # its own
+    assert {"dataset", "teacher_input", "int8_io", "calibration_images"} <= shown  # the shared ones it reads
+    assert not shown & {"teacher_epochs", "student_lr", "tpu", "only_check_args", "test_srcdir"}
+
+
+def test_python_m_dfad_tf_lists_every_binary_of_setup_py():
+    result = subprocess.run([sys.executable, "-m", "dfad_tf"], capture_output=True, text=True, timeout=60, check=True)
+    listed = re.findall(r"^  (dfad-[\w-]+) +(.+)$", result.stdout, re.MULTILINE)
+    with open(os.path.join(os.path.dirname(__file__), "..", "setup.py")) as f:
+        installed = re.findall(r'"(dfad-[\w-]+)=dfad_tf\.cli\.\w+:run"', f.read())
+    assert sorted(command for command, _ in listed) == sorted(installed)
+    assert dict(listed)["dfad-export"] == "Export a distilled student for the edge, with a report of what each variant costs."
 
 
 GOOD_CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},

@@ -86,3 +86,47 @@ def test_missing_tfds_data_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds, "load", offline)
     with pytest.raises(data.tfds_sources.DatasetUnavailableError, match=r"--dataset=mnist: .*no network$"):
         data.load("mnist", "test", data_dir=str(tmp_path))
+
+
+def _write_idx(path, magic, array):
+    """An uncompressed MNIST (IDX) file: a header of big-endian int32s, then the uint8 values."""
+    header = np.array([magic, *array.shape], dtype=">i4").tobytes()
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    return str(path)
+
+
+def test_mnist_prepared_by_tfds_itself_from_local_files_then_loaded_offline(tmp_path, monkeypatch):
+    """tfds's real download_and_prepare (not mock_data) on tiny local MNIST files, then a load without network.
+
+    mock_data skips the prepare path, which is where tensorflow-datasets once failed to import
+    `importlib_resources`; only the download itself is replaced here.
+    """
+    from tensorflow_datasets.image_classification import mnist
+
+    rng = np.random.default_rng(0)
+    images = {"train": rng.integers(0, 256, (5, 28, 28)), "test": rng.integers(0, 256, (3, 28, 28))}
+    labels = {"train": np.array([0, 1, 2, 3, 4]), "test": np.array([7, 8, 9])}
+    files = {}
+    for split in ("train", "test"):
+        files[f"{split}_data"] = _write_idx(tmp_path / f"{split}-images", 2051, images[split])
+        files[f"{split}_labels"] = _write_idx(tmp_path / f"{split}-labels", 2049, labels[split])
+    monkeypatch.setattr(mnist, "_TRAIN_EXAMPLES", 5)
+    monkeypatch.setattr(mnist, "_TEST_EXAMPLES", 3)
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", lambda self, urls: files)
+    data_dir = tmp_path / "tensorflow_datasets"
+
+    prepared = list(data.load("mnist", "test", data_dir=str(data_dir)).as_numpy_iterator())
+    assert (data_dir / "mnist" / "3.0.1" / "dataset_info.json").exists()
+
+    def offline(self, urls):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", offline)
+    loaded = list(data.load("mnist", "test", data_dir=str(data_dir)).as_numpy_iterator())
+    for examples in (prepared, loaded):  # in tfds's shuffled order
+        assert sorted(int(label) for _, label in examples) == [7, 8, 9]
+        for image, label in examples:
+            assert image.shape == (32, 32, 1)
+            # resized 28 -> 32 bilinearly, then MNIST's normalisation: the image's mean is kept
+            expected = (images["test"][label - 7].mean() / 255 - 0.1307) / 0.3081
+            assert image.mean() == pytest.approx(expected, abs=0.02)

@@ -144,10 +144,13 @@ def test_teacher_is_frozen():
     assert not any(v.path.startswith(distiller.teacher.name) for v in distiller.trainable_variables)
 
 
-def test_training_backup_resumes_models_both_optimizers_and_the_noise_stream(tmp_path):
+@pytest.mark.parametrize("filesystem", ["local", "ram"])
+def test_training_backup_resumes_models_both_optimizers_and_the_noise_stream(tmp_path, filesystem):
+    from dfad_tf import fileio
     from dfad_tf.callbacks import TrainingBackup
 
-    backup = str(tmp_path / "backup")
+    # ram:// is TensorFlow's in-memory filesystem, reached through tf.io.gfile as gs:// would be
+    backup = str(tmp_path / "backup") if filesystem == "local" else "ram://resume_test/backup"
     first_iterations = []
 
     class Noise(keras.callbacks.Callback):
@@ -185,7 +188,18 @@ def test_training_backup_resumes_models_both_optimizers_and_the_noise_stream(tmp
     assert int(resumed.iteration.numpy()) == 4 * 2
     assert int(resumed.student_optimizer.iterations) == 4 * 2 * 2
     assert int(resumed.generator_optimizer.iterations) == 4 * 2
-    assert not os.path.exists(backup)  # removed once the run completed
+    assert not fileio.exists(backup)  # removed once the run completed
+
+
+def test_saving_the_distiller_says_to_save_the_student_and_writes_nothing(tmp_path):
+    distiller = tiny_distiller()
+    message = r"^a DataFreeDistiller cannot be saved to .*d.keras; save its student instead: distiller.student.save"
+    with pytest.raises(NotImplementedError, match=message):
+        distiller.save(tmp_path / "d.keras")
+    checkpoint = keras.callbacks.ModelCheckpoint(str(tmp_path / "c.keras"))
+    with pytest.raises(NotImplementedError, match="distiller.student.save"):
+        distiller.fit(batch_size=4, steps_per_epoch=1, epochs=1, verbose=0, callbacks=[checkpoint])
+    assert os.listdir(tmp_path) == []
 
 
 def test_mixed_float16_scales_the_loss_of_both_optimizers():

@@ -128,3 +128,67 @@ def test_a_model_tflite_cannot_convert_is_a_one_line_error(tmp_path):
         export.export_tflite(model, tmp_path / "svd.tflite")
     assert "\n" not in str(error.value)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def uint8_interface():
+    from dfad_tf import conventions
+    from dfad_tf.data import digits
+
+    return export.ServingInterface("uint8", "probabilities",
+                                   conventions.from_unit_pixels((1.0, 0.0), digits.SPEC.mean, digits.SPEC.std),
+                                   digits.SPEC.mean, digits.SPEC.std, digits.SPEC.class_names)
+
+
+def test_uint8_files_classify_raw_digits_as_well_as_the_float_student(tmp_path, trained, uint8_interface,
+                                                                      digits_arrays):
+    from dfad_tf.data import digits
+
+    images, labels = digits_arrays
+    pixels, pixel_labels = digits.pixels("test")
+    np.testing.assert_array_equal(uint8_interface.file_inputs(images), pixels)  # one map, both ways
+    float_accuracy = np.mean(np.asarray(trained(images)).argmax(-1) == labels)
+    paths = export.export_student(trained, tmp_path, ["float32"], interface=uint8_interface)
+    paths["int8"] = tmp_path / "int8.tflite"  # calibrated on real pixels: an untrained generator's would not do
+    export.export_tflite(uint8_interface.wrap(trained), paths["int8"], "int8", calibration_images=pixels[:128])
+    for variant, tolerance in (("float32", 0.01), ("int8", 0.02)):
+        model = export.TFLiteModel(paths[variant])
+        assert model.input["dtype"] == np.uint8
+        probabilities = model.predict(pixels)
+        np.testing.assert_allclose(probabilities.sum(-1), 1, atol=0.02)
+        assert abs(np.mean(probabilities.argmax(-1) == pixel_labels) - float_accuracy) <= tolerance, variant
+    served = tf.saved_model.load(str(tmp_path / "student_savedmodel")).signatures["serving_default"]
+    outputs = served(images=tf.constant(pixels[:8]))
+    assert list(outputs) == ["probabilities"]
+    np.testing.assert_allclose(outputs["probabilities"], export.tflite_predict(paths["float32"], pixels[:8]),
+                               atol=1e-5)
+    described = uint8_interface.describe(trained)
+    assert described["input"]["dtype"] == "uint8" and described["input"]["range"] == [0, 255]
+    assert described["output"]["classes"] == 10 and described["output"]["class_names"][3] == "3"
+
+
+def test_the_example_script_classifies_raw_digit_bytes(tmp_path, trained, uint8_interface):
+    import subprocess
+    import sys
+
+    from dfad_tf.data import digits
+
+    pixels, labels = digits.pixels("test")
+    export.export_student(trained, tmp_path, ["float32"], saved_model=False, interface=uint8_interface)
+    np.save(tmp_path / "digits.npy", pixels[:100])
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "classify_raw_digits.py")
+    result = subprocess.run([sys.executable, script, str(tmp_path / "student.tflite"), str(tmp_path / "digits.npy")],
+                            capture_output=True, text=True, check=True)
+    predicted = np.array([int(line) for line in result.stdout.split()])
+    assert len(predicted) == 100 and np.mean(predicted == labels[:100]) > 0.9
+    with open(script) as f:
+        source = f.read()
+    assert len(source.splitlines()) <= 20
+    assert {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))} == {
+        "sys", "numpy", "ai_edge_litert.interpreter"}
+
+
+def test_an_interface_refuses_int8_io_with_pixel_inputs(tmp_path, student, uint8_interface):
+    with pytest.raises(ValueError, match="int8_io"):
+        export.export_student(student, tmp_path, ["float32"], int8_io=True, interface=uint8_interface)
+    assert list(tmp_path.iterdir()) == []

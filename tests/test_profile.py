@@ -44,3 +44,25 @@ def test_mobilenet_batchnorm_statistics_follow_a_moving_generator(tmp_path):
     student.save(tmp_path / "student.keras")
     reloaded = keras.saving.load_model(tmp_path / "student.keras")
     assert {layer.momentum for layer in reloaded.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
+
+
+def test_separable_convolutions_are_counted_and_other_layers_are_named():
+    import warnings
+
+    import keras
+
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.SeparableConv2D(6, 3, padding="same", name="separable")(inputs)
+    tokens = keras.layers.Reshape((64, 6))(x)
+    attended = keras.layers.MultiHeadAttention(2, 3, name="attention")(tokens, tokens)
+    model = keras.Model(inputs, keras.layers.Dense(10, name="head")(keras.layers.Flatten()(attended)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        macs = profile.macs_per_image(model)
+    # 8x8 positions x (3x3x4 depthwise + 4x6 pointwise), then the head's 384x10.
+    assert macs == 64 * (3 * 3 * 4 + 4 * 6) + 64 * 6 * 10
+    assert profile.uncounted_layers(model) == ["attention (MultiHeadAttention)"]
+    assert [str(w.message) for w in caught] == [
+        f"{model.name}: the multiply-adds of these layers are not counted: attention (MultiHeadAttention)"]
+    for name in ("lenet5", "resnet18_8x", "mobilenet_v3_small"):  # every built-in student is counted whole
+        assert profile.uncounted_layers(models.build_classifier(name, (32, 32, 3), 10)) == [], name

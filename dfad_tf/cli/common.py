@@ -8,7 +8,7 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
-from dfad_tf import config, data, models
+from dfad_tf import config, data, fileio, models
 
 FLAGS = flags.FLAGS
 
@@ -24,6 +24,8 @@ flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
 flags.DEFINE_string("data_dir", None, "The folder of --dataset=camvid or nyuv2 (layouts in README), or the "
                                       "tensorflow_datasets data directory (default: tfds's own, ~/tensorflow_datasets).")
 flags.DEFINE_string("model_dir", None, "Output directory of the run (required by train_teacher and distill); created if missing.")
+flags.register_validator("model_dir", lambda path: path is None or not fileio.is_file(path),
+                         message="--model_dir names an existing file; give a folder (a new one, or an earlier run's)")
 flags.DEFINE_string("config", None, "A configuration shipped with dfad_tf, by name: the flagfile flags/NAME.cfg "
                                     "(e.g. digits, cifar10, teacher_digits), also after a plain pip install.")
 flags.DEFINE_string("run_dir", None, "dfad-export and dfad-evaluate: a distill --model_dir, whose student, generator, "
@@ -185,10 +187,26 @@ def expand_flagfiles(argv, including=None):
     return expanded
 
 
+def _show_in_help(main):
+    """Makes --help print the binary's docstring and key flags also when started by a console script.
+
+    absl's --help shows `__main__`'s docstring and the flags filed under
+    sys.argv[0]; a console script such as `dfad-distill` is a `__main__`
+    without either.
+    """
+    module, entry = sys.modules[main.__module__], sys.modules["__main__"]
+    if module is entry:
+        return
+    entry.__doc__ = entry.__doc__ or module.__doc__
+    for flag in FLAGS.get_key_flags_for_module(module.__name__):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run(main, required=()):
-    """`app.run` for a binary's `main`, with `report_errors`, its `required` flags and `expand_flagfiles`."""
+    """`app.run` for a binary's `main`: `report_errors`, its `required` flags, `expand_flagfiles`, its flags in --help."""
     for name in required:
         flags.mark_flag_as_required(name)
+    _show_in_help(main)
     try:
         argv = expand_flagfiles(sys.argv)
     except FlagError as error:

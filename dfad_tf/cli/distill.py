@@ -10,10 +10,11 @@ Leaves in MODEL_DIR: run_config.json (this run's configuration, which a rerun,
 dfad-export and dfad-evaluate read back), student.keras (the best student so far, chosen by held-out
 accuracy or, without data, by agreement with the teacher on generated images),
 student.json (how it was chosen), generator.keras, student_savedmodel/,
-student.tflite, metrics.json, history.csv, logs/ (TensorBoard: losses, metrics,
-generated samples) and samples/epoch_NNN.png. A killed run restarted with the
-same command resumes from its last finished epoch; flags left out of a rerun
-keep the values of run_config.json.
+student.tflite, metrics.json, history.csv, curves.png (its curves), logs/
+(TensorBoard: losses, metrics, generated samples, at DFAD iterations) and
+samples/epoch_NNN.png. A killed run restarted with the same command resumes
+from its last finished epoch; flags left out of a rerun keep the values of
+run_config.json.
 
 --strategy spreads each global batch over several GPUs (mirrored) or hosts
 (multi_worker, configured by the TF_CONFIG environment variable; only the
@@ -31,6 +32,8 @@ from dfad_tf import run as library
 from dfad_tf.cli import common, distill_flags
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)  # --help lists the shared flags too (a teacher may be trained here)
+flags.adopt_module_key_flags(distill_flags)
 
 
 def main(argv):

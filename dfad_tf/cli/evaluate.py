@@ -19,6 +19,8 @@ from dfad_tf import run as library
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
+for name in ("run_dir", "dataset", "data_dir", "teacher_input", "teacher_input_mean", "teacher_input_std"):
+    flags.declare_key_flag(name)  # --help lists these shared flags too
 
 flags.DEFINE_string("model", None, "Model to evaluate: .keras, .h5, .tflite file or SavedModel directory "
                                    "(default: RUN_DIR/student.keras).")

@@ -14,6 +14,7 @@ Example:
 """
 
 import json
+import warnings
 
 from absl import flags
 
@@ -22,6 +23,8 @@ from dfad_tf import run as library
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
+for name in ("teacher", "allow_unsafe_teacher", "image_size"):
+    flags.declare_key_flag(name)  # --help lists these shared flags too
 
 PAPER_SEGMENTATION_SIZE = (256, 341)  # CamVid and NYUv2 evaluation images (paper Table 7)
 
@@ -29,9 +32,12 @@ flags.DEFINE_bool("json", False, "Print one JSON object instead of tables.")
 
 
 def describe(model, image_shape):
+    with warnings.catch_warnings():  # the report names the layers not counted itself
+        warnings.simplefilter("ignore")
+        macs = profile.macs_per_image(model, image_shape)
     return {"name": model.name, "input_shape": list(model.input_shape[1:]), "output_shape": list(model.output_shape[1:]),
-            "parameters": int(model.count_params()), "macs_per_image": profile.macs_per_image(model, image_shape),
-            "batchnorm_layers": profile.batchnorm_layers(model)}
+            "parameters": int(model.count_params()), "macs_per_image": macs,
+            "macs_not_counted_in": profile.uncounted_layers(model), "batchnorm_layers": profile.batchnorm_layers(model)}
 
 
 def main(argv):
@@ -65,7 +71,10 @@ def main(argv):
     at = f" (at {tuple(report['macs_counted_at'])})" if "macs_counted_at" in report else ""
     print(f"Teacher {FLAGS.teacher} ({t['name']}): input {tuple(t['input_shape'])}, output {tuple(t['output_shape'])}, "
           f"{t['parameters']:,} parameters, {macs} multiply-adds per image{at}, {t['batchnorm_layers']} BatchNorm "
-          f"layers\nInput convention: {t['input_convention']}\n")
+          f"layers\nInput convention: {t['input_convention']}")
+    if t["macs_not_counted_in"]:
+        print(f"Multiply-adds not counted (a lower bound) in: {', '.join(t['macs_not_counted_in'])}")
+    print()
     header = f"{'student':<24}{'parameters':>13}{'multiply-adds':>16}{'float32 bytes':>15}{'int8 bytes':>13}"
     print(header)
     for row in report["students"]:

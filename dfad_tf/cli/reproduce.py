@@ -42,6 +42,8 @@ from dfad_tf import studies
 from dfad_tf.cli import common, distill_flags
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(common)  # --help lists the shared and the distillation flags too
+flags.adopt_module_key_flags(distill_flags)
 
 METHODS = studies.METHODS
 

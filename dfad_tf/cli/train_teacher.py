@@ -8,8 +8,13 @@ Example:
   dfad-train-teacher --dataset=digits --model_dir=runs/digits_teacher
 """
 
+from absl import flags
+
 from dfad_tf import run as library
 from dfad_tf.cli import common
+
+for name in common.TEACHER_FIELDS:
+    flags.declare_key_flag(name)  # --help lists these shared flags too
 
 
 def main(argv):

@@ -26,7 +26,7 @@ SPLIT_SEEDS = {"train": 0, "test": 1}
 # Mean and std: of the train split, rounded.
 SPEC = DatasetSpec(image_shape=(48, 48, 3), num_classes=len(CLASSES), mean=(0.5, 0.5, 0.5), std=(0.26, 0.26, 0.26),
                    augmentation="crop_flip", task="segmentation", ignore_label=IGNORE_LABEL,
-                   eval_shape=(SIZE, SIZE, 3))
+                   eval_shape=(SIZE, SIZE, 3), class_names=CLASSES)
 
 _Y, _X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
 

@@ -27,6 +27,7 @@ class DatasetSpec:
         eval_shape: segmentation: `(height, width, channels)` of the whole
             images of every split (the models are fully convolutional and
             evaluated on them); None for classification.
+        class_names: the name of each label, or None when unknown.
 
     Example:
     >>> DatasetSpec((32, 32, 1), 10, (0.1307,), (0.3081,)).num_classes
@@ -42,3 +43,4 @@ class DatasetSpec:
     task: str = "classification"
     ignore_label: int = None
     eval_shape: tuple = None
+    class_names: tuple = None

@@ -129,10 +129,12 @@ class DatasetUnavailableError(RuntimeError):
     """A dataset is neither prepared in `data_dir` nor downloadable."""
 
 
-MNIST = TfdsSource("mnist", DatasetSpec((32, 32, 1), 10, (0.1307,), (0.3081,)))
+MNIST = TfdsSource("mnist", DatasetSpec((32, 32, 1), 10, (0.1307,), (0.3081,), class_names=tuple("0123456789")))
 # CIFAR statistics of the paper's reference code; random crop (padding 4) and flips for teachers.
 CIFAR10 = TfdsSource("cifar10", DatasetSpec((32, 32, 3), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
-                                            augmentation="crop_flip"))
+                                            augmentation="crop_flip",
+                                            class_names=("airplane", "automobile", "bird", "cat", "deer", "dog",
+                                                         "frog", "horse", "ship", "truck")))
 CIFAR100 = TfdsSource("cifar100", DatasetSpec((32, 32, 3), 100, (0.5071, 0.4867, 0.4408),
                                               (0.2675, 0.2565, 0.2761), augmentation="crop_flip"))
 # The paper's split: 6,982 train / 1,695 test of the 8,677 images of the 101 object classes

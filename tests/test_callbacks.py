@@ -1,0 +1,118 @@
+"""The side jobs of a run: stopping on NaN, agreement, pictures and curves."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from dfad_tf import callbacks, models, optimizers
+from dfad_tf.distiller import DataFreeDistiller
+
+IMAGE = (32, 32, 1)
+
+
+class NaNWhenBright(keras.layers.Layer):
+    """Adds NaN to the logits of images whose mean pixel is above `threshold`, nothing to the others."""
+
+    def __init__(self, threshold):
+        super().__init__()
+        self.threshold = threshold
+
+    def call(self, inputs):
+        logits, images = inputs
+        return logits + 0.0 * ops.sqrt(self.threshold - ops.mean(images, axis=(1, 2, 3)))[:, None]
+
+
+def distiller_of(teacher, student_lr=0.05, generator=None):
+    student = models.build_classifier("lenet5_half", IMAGE, 10)
+    generator = generator or models.build_generator("generator_a", 8, IMAGE, width=4)
+    distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=2, seed=0)
+    distiller.compile(*optimizers.paper_optimizers(student_lr, 1e-3, iterations_per_epoch=2, imitation_steps=2))
+    return distiller
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return models.build_classifier("lenet5", IMAGE, 10)
+
+
+def test_a_teacher_giving_nan_on_some_generated_images_stops_the_run_at_once(lenet):
+    generator = models.build_generator("generator_a", 8, IMAGE, width=4)
+    generated = np.asarray(generator(np.random.default_rng(0).standard_normal((64, 8)), training=True))
+    images = keras.Input(IMAGE)
+    teacher = keras.Model(images, NaNWhenBright(np.median(generated.mean(axis=(1, 2, 3))))([lenet(images), images]))
+    assert 0.3 < np.isnan(np.asarray(teacher(generated))).any(-1).mean() < 0.7  # NaN for some generated images only
+    distiller = distiller_of(teacher, generator=generator)
+    with pytest.raises(callbacks.DivergedError, match="DFAD iteration 1: the teacher's outputs") as error:
+        distiller.fit(batch_size=16, steps_per_epoch=2, epochs=3, verbose=0, callbacks=[callbacks.StopOnDivergence()])
+    assert error.value.model == "teacher" and error.value.iteration == 1
+    assert "\n" not in str(error.value)
+
+
+def test_a_diverging_student_stops_the_run_naming_the_student(lenet):
+    distiller = distiller_of(lenet, student_lr=1000.0)
+    with pytest.raises(callbacks.DivergedError, match=r"loss_S = .* at DFAD iteration 1: the student diverged") as error:
+        distiller.fit(batch_size=16, steps_per_epoch=5, epochs=4, verbose=0, callbacks=[callbacks.StopOnDivergence()])
+    assert error.value.model == "student" and error.value.iteration == 1
+    assert int(distiller.iteration.numpy()) == error.value.iteration  # stopped at once, not at the epoch's end
+
+
+def test_nan_outputs_never_count_as_agreement(lenet):
+    distiller = distiller_of(lenet)
+    agreement = callbacks.GeneratedAgreement(num_samples=64)
+    agreement.set_model(distiller)
+    logs = {}
+    agreement.on_epoch_end(0, logs)
+    assert logs["gen_agreement"] < 1  # an untrained student disagrees somewhere
+    distiller.student.get_layer(index=-1).bias.assign(np.full(10, np.nan, "float32"))
+    agreement.on_epoch_end(1, logs)
+    assert logs["gen_agreement"] == 0.0
+
+
+def test_one_scale_for_the_whole_grid():
+    faint = np.full((2, 4, 4, 1), 0.1, "float32")
+    faint[0, 0, 0], faint[1, 0, 0] = 0.2, 2.0  # the first image's contrast is a tenth of the second's
+    grid = callbacks.image_grid(faint)
+    first, second = grid[:4, :4, 0], grid[:4, 4:8, 0]
+    assert second.max() == 255 and first.max() < 40  # not each stretched to full range
+
+
+def read_events(directory):
+    """{tag: [steps]} of the TensorBoard event files in `directory`."""
+    import tensorflow as tf
+
+    steps = {}
+    for name in sorted(os.listdir(directory)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name)):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, []).append(event.step)
+    return steps
+
+
+def test_pictures_curves_and_tensorboard_count_dfad_iterations(tmp_path, lenet, digits_arrays):
+    distiller = distiller_of(lenet)
+    distiller.compile(*optimizers.paper_optimizers(0.05, 1e-3, iterations_per_epoch=3, imitation_steps=2),
+                      metrics=["accuracy"])
+    images, labels = digits_arrays
+    history, curves, logs = tmp_path / "history.csv", tmp_path / "curves.png", tmp_path / "logs"
+    seen = []
+
+    class CurvesExist(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and os.path.getmtime(curves))
+
+    distiller.fit(batch_size=8, steps_per_epoch=3, epochs=2, verbose=0, validation_data=(images[:32], labels[:32]),
+                  callbacks=[callbacks.GeneratedAgreement(num_samples=32), keras.callbacks.CSVLogger(history),
+                             callbacks.TrainingCurves(history, curves, 3), CurvesExist(),
+                             callbacks.IterationScalars(logs), callbacks.GeneratedImages(logs, tmp_path / "samples",
+                                                                                         num_images=16)])
+    assert len(seen) == 2 and all(seen) and seen[1] >= seen[0]  # written after each epoch
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".")]  # no temporary left
+    train, validation = read_events(logs / "train"), read_events(logs / "validation")
+    assert train["loss_S"] == train["gen_agreement"] == [3, 6]  # DFAD iterations, not epochs or student steps
+    assert validation["accuracy"] == validation["loss_S"] == [3, 6]
+    assert read_events(logs / "samples")["generated_samples"] == [3, 6]
+    picture = keras.utils.load_img(tmp_path / "samples" / "epoch_002.png")
+    assert picture.size[0] > 4 * 32  # the tiles are drawn large enough to carry their titles
