@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -379,9 +381,10 @@ def test_a_rerun_keeps_the_recorded_configuration_for_flags_not_given(tmp_path, 
 def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher, caplog, capsys):
     path = tmp_path / "teacher.keras"
     unit_bn_teacher.save(path)  # takes [0, 1] pixels, run with [0, 255] (the right flag: tests/test_conventions.py)
-    # On images 255 times too large the student diverges at once, and the error points at the convention.
+    # On images 255 times too large the student diverges at once, and the error points at the convention
+    # (the paper's recipe: the default's standardized discrepancy stays bounded).
     assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", "--teacher_input=byte",
-                      "--export=float32", *TINY) == 2
+                      "--export=float32", "--recipe=paper", *TINY) == 2
     assert re.search(r"--teacher_input: loss_S = .* the student diverged on images in the wrong range; try "
                      r"--teacher_input=unit", one_line_error(capsys))
     warnings = [record.getMessage() for record in caplog.records if "looks wrong" in record.getMessage()]

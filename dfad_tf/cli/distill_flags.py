@@ -1,5 +1,7 @@
 """The distillation flags (of dfad-distill and dfad-reproduce), and the `DistillConfig` they make."""
 
+import dataclasses
+
 from absl import flags
 
 from dfad_tf import config, distribute, export, losses, models, objectives, precision, recipes
@@ -140,10 +142,14 @@ def distill_config():
 
     A --model_dir that holds a run (its run_config.json) is the base: flags
     given on the command line change it, the others keep the run's values, so
-    resuming needs no flag repeated.
+    resuming needs no flag repeated; a --recipe given anew also fills the
+    parts of it not given (--standardize_logits, ...) anew.
     """
     recorded = config.load(FLAGS.model_dir)
     base = recorded or config.DistillConfig(model_dir=FLAGS.model_dir)
+    if recorded is not None and FLAGS["recipe"].present:  # the recorded parts are the old recipe's
+        base = dataclasses.replace(base, objective=dataclasses.replace(base.objective, **dict.fromkeys(
+            ("standardize_logits", "clip_pixels", "replay_memory", "generator_loss_weights"))))
     with common.flag_errors(FIELDS):
         built = common.from_flags(base, FIELDS, CONVERTERS, only_present=recorded is not None)
     # --output_stride is the student's as well as the teacher's
