@@ -652,7 +652,8 @@ def export(run_dir=None, variants=export_lib.VARIANTS, saved_model=True, referen
             row["file"] = None  # a reference, not shipped
     report = {"interface": interface.describe(student), "rows": rows,
               "images": "held-out" if labels is not None else "generated",
-              "config": {"variants": list(variants), "input": input, "output": output, "int8_io": int8_io, "calibration_images": calibration_images,
+              "config": {"variants": list(variants), "input": input, "output": output, "int8_io": int8_io,
+                         "calibration_images": calibration_images,
                          "qat_iterations": qat_iterations, "qat_student_lr": qat_student_lr, "seed": seed,
                          "dataset": data_config.dataset, "teacher_input": teacher.input}}
     fileio.write_json(os.path.join(output_dir, "export_report.json"), report)

@@ -203,7 +203,7 @@ def _show_in_help(main):
 
 
 def run(main, required=()):
-    """`app.run` for a binary's `main`: `report_errors`, its `required` flags, `expand_flagfiles`, its flags in --help."""
+    """`app.run` for a binary's `main`: `report_errors`, `required` flags, `expand_flagfiles`, its flags in --help."""
     for name in required:
         flags.mark_flag_as_required(name)
     _show_in_help(main)
