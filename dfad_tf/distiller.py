@@ -42,8 +42,10 @@ class DataFreeDistiller(keras.Model):
 
     With `replay_memory`, every imitation step also replays as many images
     drawn from a bank of the most recent generated images (`memory.ReplayMemory`;
-    each iteration adds its first imitation batch), so the student keeps
-    agreeing with the teacher where earlier generators led it.
+    each iteration adds the global batch of its first imitation step, and the
+    draws are keyed on `(seed, iteration, step)` and split by rows like the
+    noise), so the student keeps agreeing with the teacher where earlier
+    generators led it, on any number of replicas alike.
 
     Teacher and student may be classifiers or segmentation models alike: the
     discrepancy compares their logits, per image or per pixel. Models that
@@ -216,7 +218,7 @@ class DataFreeDistiller(keras.Model):
         # would normalise them with BatchNorm statistics of k * batch images and update the moving
         # averages once instead of k times, for no measured speed-up (benchmarks/README.md).
         for step in range(self.imitation_steps):
-            student_loss = self._imitation_step(noise[:, step], step)
+            student_loss = self._imitation_step(noise[:, step], step, rows)
         self.student_loss_tracker.update_state(_global_mean(student_loss))
         if self.generator.trainable:
             self.generator_loss_tracker.update_state(_global_mean(self._generation_step(noise[:, -1])))
@@ -224,15 +226,26 @@ class DataFreeDistiller(keras.Model):
         return self._across_workers({"loss_S": self.student_loss_tracker.result(),
                                      "loss_G": self.generator_loss_tracker.result()})
 
-    def _imitation_step(self, noise, step=0):
+    def _imitation_step(self, noise, step=0, rows=None):
         images = self.generator(noise, training=True)
         if self.memory is not None:
-            if step == 0:  # first: the memory is never empty when it is sampled
-                self.memory.add(images)
-            seed = tf.stack([tf.constant(self.seed, tf.int64), -1 - self.iteration * self.imitation_steps - step])
-            replayed = self.memory.sample(tf.shape(images)[0], seed)
-            images = tf.concat([images, tf.cast(replayed, images.dtype)], axis=0)
+            images = tf.concat([images, tf.cast(self._replay(images, step, rows), images.dtype)], axis=0)
         return imitation_step(self.teacher, self.student, images, self.discrepancy, self.student_optimizer)
+
+    def _replay(self, images, step, rows):
+        """This replica's `rows` of a global batch drawn from the replay memory (all of it without `rows`).
+
+        At the first imitation step the memory first takes the global batch of
+        fresh images, gathered from every replica, so that it never is empty when
+        sampled and holds the same images on every replica as on one device.
+        """
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        if step == 0:
+            self.memory.add(tf.distribute.get_replica_context().all_gather(images, axis=0) if replicas > 1
+                            else images)
+        seed = tf.stack([tf.constant(self.seed, tf.int64), -1 - self.iteration * self.imitation_steps - step])
+        replayed = self.memory.sample(tf.shape(images)[0] * replicas, seed)
+        return replayed if rows is None else tf.gather(replayed, rows)
 
     def _generation_step(self, noise):
         return generation_step(self.student, self.generator, noise, self.generator_objective,

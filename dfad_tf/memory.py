@@ -18,8 +18,9 @@ class ReplayMemory(keras.layers.Layer):
     Its contents are non-trainable variables of the layer, so they are saved
     with the distiller's weights and a run resumed from a backup replays what
     the interrupted run would have replayed. Under a `tf.distribute` strategy
-    the bank holds the first replica's images (aggregation
-    "only_first_replica"), and every replica samples the same slots.
+    the distiller adds the global batch gathered from all replicas, so every
+    replica holds the same bank (its variables are written as the first
+    replica's, aggregation "only_first_replica").
 
     Args:
         capacity: images kept.

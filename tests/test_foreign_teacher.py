@@ -1,0 +1,53 @@
+"""End to end: the default recipe learns from a foreign Conv-BN teacher with [0, 1] inputs where the paper's stays at chance."""
+
+import keras
+import pytest
+
+from dfad_tf import conventions, evaluation, losses, models, optimizers, recipes
+from dfad_tf.data import digits
+from dfad_tf.distiller import DataFreeDistiller
+
+UNIT = conventions.to_teacher_input("unit", digits.SPEC.mean, digits.SPEC.std)
+
+
+@pytest.fixture(scope="module")
+def foreign_teacher():
+    """Conv-BN-ReLU-pool twice, then a dense layer: plain cross-entropy on pixels in [0, 1] (0.98 held-out)."""
+    keras.utils.set_random_seed(0)
+    images, labels = digits.arrays("train")
+    inputs = keras.Input((32, 32, 1))
+    x = inputs
+    for filters in (8, 16):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = keras.layers.MaxPooling2D(2)(keras.layers.ReLU()(x))
+    teacher = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(x)), name="foreign_teacher")
+    teacher.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(conventions.adapt_images(images, *UNIT), labels, batch_size=32, epochs=4, verbose=0)
+    return teacher
+
+
+def distill(teacher, recipe_name, test_images, test_labels, epochs=2):
+    recipe = recipes.RECIPES[recipe_name]
+    keras.utils.set_random_seed(0)
+    clip = conventions.pixel_range(*UNIT, digits.SPEC.mean, digits.SPEC.std) if recipe.clip_pixels else None
+    generator = conventions.adapt_generator(models.build_generator("generator_a", 64, (32, 32, 1), width=8), *UNIT,
+                                            clip_to=clip)
+    distiller = DataFreeDistiller(teacher, models.build_classifier("lenet5_half", (32, 32, 1), 10), generator,
+                                  replay_memory=min(recipe.replay_memory, 2048))
+    distiller.compile(*optimizers.paper_optimizers(0.01, 1e-3, weight_decay=0, iterations_per_epoch=20),
+                      loss=losses.Discrepancy("mae", standardize=recipe.standardize_logits), metrics=["accuracy"],
+                      generator_loss_weights=recipe.generator_loss_weights(teacher))
+    history = distiller.fit(batch_size=64, steps_per_epoch=20, epochs=epochs,
+                            validation_data=(test_images, test_labels), verbose=0)
+    return history.history["val_accuracy"]
+
+
+def test_the_default_recipe_learns_a_foreign_batchnorm_teacher_where_the_paper_recipe_stays_at_chance(
+        foreign_teacher):
+    images, labels = digits.arrays("test")
+    images = conventions.adapt_images(images, *UNIT)
+    assert evaluation.model_accuracy(foreign_teacher, images, labels) > 0.95
+    # 40 DFAD iterations at batch 64 (measured: 0.10, 0.89 with the default; 0.10, 0.10 with the paper's).
+    assert distill(foreign_teacher, "robust", images, labels)[-1] > 0.6
+    assert max(distill(foreign_teacher, "paper", images, labels)) < 0.2
