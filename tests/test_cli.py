@@ -333,7 +333,8 @@ def test_teacher_input_convention_maps_generated_and_evaluation_images(tmp_path,
     assert accuracies["unit"] == pytest.approx(expected)  # the teacher sees exactly what it was trained on
     assert accuracies["normalized"] != pytest.approx(expected)  # the wrong convention changes what it sees
     generator = keras.saving.load_model(tmp_path / "unit" / "generator.keras")
-    assert [layer.name for layer in generator.layers[-2:]] == ["to_teacher_input", "pixel_range"]  # robust: clipped
+    # The default recipe then clips the pixels to [0, 1], the real range in that convention.
+    assert [layer.name for layer in generator.layers[-2:]] == ["to_teacher_input", "pixel_range"]
     # The student takes the teacher's convention: its TFLite accuracy is measured on [0, 1] pixels.
     metrics = json.loads((tmp_path / "unit" / "metrics.json").read_text())
     unit_images = images * 0.3081 + 0.1307
@@ -381,8 +382,8 @@ def test_a_rerun_keeps_the_recorded_configuration_for_flags_not_given(tmp_path, 
 def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher, caplog, capsys):
     path = tmp_path / "teacher.keras"
     unit_bn_teacher.save(path)  # takes [0, 1] pixels, run with [0, 255] (the right flag: tests/test_conventions.py)
-    # On images 255 times too large the student diverges at once, and the error points at the convention
-    # (the paper's recipe: the default's standardized discrepancy stays bounded).
+    # With the paper's recipe, on images 255 times too large the student diverges at once, and the error
+    # points at the convention (the default's standardized discrepancy stays finite).
     assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", "--teacher_input=byte",
                       "--export=float32", "--recipe=paper", *TINY) == 2
     assert re.search(r"--teacher_input: loss_S = .* the student diverged on images in the wrong range; try "
