@@ -17,7 +17,10 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["dfad_tf", "dfad_tf.*"]),
+    # flags/ ships as dfad_tf/configs/, so that --config=NAME works after a plain pip install
+    packages=[*find_packages(include=["dfad_tf", "dfad_tf.*"]), "dfad_tf.configs"],
+    package_dir={"dfad_tf.configs": "flags"},
+    package_data={"dfad_tf.configs": ["*.cfg"]},
     install_requires=[
         # tensorflow, not tensorflow-cpu: only the full wheel runs on GPUs (--strategy=mirrored,
         # mixed_float16), and tf-keras in the [qat] extra requires it by that name.

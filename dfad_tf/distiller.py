@@ -182,9 +182,7 @@ class DataFreeDistiller(keras.Model):
             batch_size: global batch size of generated images per step.
             iteration: index of the DFAD iteration (an integer or int64 tensor).
         """
-        shape = (batch_size, self.imitation_steps + 1, self.latent_dim)
-        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(iteration, tf.int64)])
-        return tf.random.stateless_normal(shape, seed=seed)
+        return latent_noise(self.seed, iteration, batch_size, self.imitation_steps, self.latent_dim)
 
     def fit(self, batch_size=None, steps_per_epoch=50, **kwargs):
         """Runs DFAD iterations on latent noise drawn by the distiller itself.
@@ -288,6 +286,16 @@ class DataFreeDistiller(keras.Model):
                 and distribute.training_tasks(strategy.cluster_resolver.cluster_spec().as_dict()) > 1):
             return {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
+
+
+def latent_noise(seed, iteration, batch_size, imitation_steps, latent_dim):
+    """The latent noise of DFAD iteration `iteration`: `(batch_size, imitation_steps + 1, latent_dim)`.
+
+    Shared by `DataFreeDistiller` and quantization-aware fine-tuning; see
+    `DataFreeDistiller.latent_noise`.
+    """
+    shape = (batch_size, imitation_steps + 1, latent_dim)
+    return tf.random.stateless_normal(shape, seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(iteration, tf.int64)]))
 
 
 def imitation_step(teacher, student, images, discrepancy, optimizer):

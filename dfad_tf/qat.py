@@ -5,8 +5,9 @@ legacy Keras (`TF_USE_LEGACY_KERAS=1`). So it is imported here alone, lazily,
 with that switch undone, and the student gets a tf_keras twin built by the same
 builder as the Keras 3 student, with its weights copied across.
 
-The fine-tuning is DFAD's own loop: imitation steps for the fake-quantized
-student against the teacher on generated images, with the adversarial
+The fine-tuning is DFAD's own iteration (the distiller's noise, imitation and
+generation steps, with the run's k and generator objective) for the
+fake-quantized student against the teacher on generated images, with the
 generator still in play. No real image is used.
 
 Its two packages come with the `qat` extra (`pip install 'dfad_tf[qat]'`);
@@ -21,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from dfad_tf import fileio, losses, models, objectives
-from dfad_tf.distiller import generation_step, imitation_step
+from dfad_tf.distiller import generation_step, imitation_step, latent_noise
 
 
 PACKAGES = ("tf_keras", "tensorflow_model_optimization")
@@ -69,8 +70,13 @@ def tf_keras_twin(student, width=1.0):
 
 
 def quantization_aware_finetune(teacher, student, generator, iterations=200, batch_size=128, imitation_steps=5,
-                                student_lr=1e-3, generator_lr=1e-4, loss="mae", seed=0, width=1.0):
+                                student_lr=1e-3, generator_lr=1e-4, loss="mae", seed=0, width=1.0,
+                                generator_loss_weights=None):
     """Fine-tunes a fake-quantized twin of `student` data-free, by DFAD iterations.
+
+    Each iteration is the distiller's: `imitation_steps` imitation steps on
+    the noise of `distiller.latent_noise`, then one generation step with the
+    run's generator objective.
 
     Args:
         teacher: the teacher (Keras 3).
@@ -78,12 +84,13 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
         generator: the run's trained generator; it keeps training adversarially.
         iterations: DFAD iterations of fine-tuning.
         batch_size: generated images per step.
-        imitation_steps: student updates per generator update.
+        imitation_steps: student updates per generator update (the run's k).
         student_lr: SGD (momentum 0.9) learning rate of the quantized student.
         generator_lr: Adam learning rate of the generator.
         loss: discrepancy name or `losses.Discrepancy` (the run's, e.g. with standardized logits).
         seed: seed of the latent noise.
         width: the student's width multiplier (see `tf_keras_twin`).
+        generator_loss_weights: the run's generator objective (`objectives.TERMS`); default DFAD's.
 
     Returns:
         The quantization-aware tf_keras model (fake-quant nodes inserted).
@@ -99,12 +106,11 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
     generator_optimizer = keras.optimizers.Adam(generator_lr)
     generator_optimizer.build(generator.trainable_variables)
     discrepancy = losses.get(loss)
-    objective = objectives.GeneratorObjective(teacher, discrepancy)
-    shape = (batch_size, imitation_steps + 1, generator.input_shape[-1])
+    objective = objectives.GeneratorObjective(teacher, discrepancy, generator_loss_weights)
 
     @tf.function
     def iteration(step):
-        noise = tf.random.stateless_normal(shape, seed=tf.stack([tf.constant(seed, tf.int64), step]))
+        noise = latent_noise(seed, step, batch_size, imitation_steps, generator.input_shape[-1])
         for k in range(imitation_steps):
             student_loss = imitation_step(teacher, quantized, generator(noise[:, k], training=True), discrepancy,
                                           student_optimizer)

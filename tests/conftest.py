@@ -1,11 +1,53 @@
-"""Shared fixtures: quiet TensorFlow, fixed seeds, one small digits teacher per session."""
+"""Shared fixtures and helpers: quiet TensorFlow, fixed seeds, one small digits teacher per session, the binaries."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+from absl.testing import flagsaver  # noqa: E402
+
+from dfad_tf.cli import common  # noqa: E402
+
+FLAGS = flags.FLAGS
+TINY = ["--epochs=2", "--iterations_per_epoch=2", "--batch_size=16", "--generator_width=4", "--latent_dim=16",
+        "--imitation_steps=2"]
+
+
+def run_binary(module, *args):
+    """Parses `args` as the binary would and runs its main; returns the exit code."""
+    with flagsaver.flagsaver():
+        FLAGS.unparse_flags()
+        FLAGS(common.expand_flagfiles(["prog", *args]))
+        try:
+            common.report_errors(module.main)(["prog"])
+        except SystemExit as exit:
+            return exit.code
+    return 0
+
+
+def one_line_error(capsys):
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert "Traceback" not in "\n".join(lines)
+    return lines[-1]
+
+
+def files_with_contents(directory):
+    return {name: open(os.path.join(directory, name), "rb").read()
+            for name in sorted(os.listdir(directory)) if os.path.isfile(os.path.join(directory, name))}
+
+
+def real_program(name, *args):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", f"dfad_tf.cli.{name}", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
 
 
 @pytest.fixture(autouse=True)

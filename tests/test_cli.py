@@ -10,40 +10,12 @@ import keras
 import numpy as np
 import pytest
 from absl import flags
-from absl.testing import flagsaver
 
 from dfad_tf import export, models, precision
-from dfad_tf.cli import common, distill, evaluate, train_teacher
+from dfad_tf.cli import distill, evaluate, train_teacher
 from dfad_tf.cli import export as export_binary
 from dfad_tf.cli import inspect as inspect_binary
-
-FLAGS = flags.FLAGS
-TINY = ["--epochs=2", "--iterations_per_epoch=2", "--batch_size=16", "--generator_width=4", "--latent_dim=16",
-        "--imitation_steps=2"]
-
-
-def run_binary(module, *args):
-    """Parses `args` as the binary would and runs its main; returns the exit code."""
-    with flagsaver.flagsaver():
-        FLAGS.unparse_flags()
-        FLAGS(["prog", *args])
-        try:
-            common.report_errors(module.main)(["prog"])
-        except SystemExit as exit:
-            return exit.code
-    return 0
-
-
-def one_line_error(capsys):
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert "Traceback" not in "\n".join(lines)
-    return lines[-1]
-
-
-def files_with_contents(directory):
-    return {name: open(os.path.join(directory, name), "rb").read()
-            for name in sorted(os.listdir(directory)) if os.path.isfile(os.path.join(directory, name))}
-
+from conftest import TINY, files_with_contents, one_line_error, real_program, run_binary
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, digits_teacher):
@@ -57,7 +29,7 @@ def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     metrics = json.loads((finished_run / "metrics.json").read_text())
     assert metrics["teacher_accuracy"] > 0.9
     assert 0 <= metrics["student_accuracy"] <= 1
-    assert metrics["config"]["student"] == "lenet5_half" and metrics["config"]["batch_size"] == 16
+    assert metrics["config"]["student"]["model"] == "lenet5_half" and metrics["config"]["schedule"]["batch_size"] == 16
     assert metrics["selection"]["monitor"] == "val_accuracy"
     # Each way of choosing the student, read off the history: labels pick the best epoch, the others may not.
     epochs = np.genfromtxt(finished_run / "history.csv", delimiter=",", names=True)
@@ -165,12 +137,12 @@ def save_model(path, model):
     (lambda d: (d / "corrupt.keras").write_bytes(b"not a zip") and d / "corrupt.keras",
      r"--teacher: .*corrupt.keras: cannot be read as a Keras model"),
     (lambda d: save_model(d / "wide.keras", models.build_classifier("lenet5", (36, 36, 1), 10)),
-     r"--teacher: takes images of shape \(36, 36, 1\) but --dataset=digits has \(32, 32, 1\)"),
+     r"--teacher: takes images of shape \(36, 36, 1\) but the dataset digits has \(32, 32, 1\)"),
     (lambda d: save_model(d / "five.keras", models.build_classifier("lenet5", (32, 32, 1), 5)),
-     r"--teacher: predicts 5 classes but --dataset=digits has 10"),
+     r"--teacher: predicts 5 classes but the dataset digits has 10"),
     (lambda d: save_model(d / "lambda.keras", keras.Sequential(
         [keras.Input((32, 32, 1)), keras.layers.Flatten(), keras.layers.Lambda(lambda x: x[:, :10])])),
-     r"--teacher: .*safe mode.*pass --allow_unsafe_teacher"),
+     r"--teacher: .*safe mode.*pass --allow_unsafe_teacher if you trust it"),
 ], ids=["missing", "corrupt", "input-shape", "class-count", "unsafe"])
 def test_bad_teacher_is_one_line_and_leaves_earlier_results(tmp_path, capsys, make_teacher, expected):
     model_dir = tmp_path / "run"
@@ -219,7 +191,7 @@ def test_model_dir_that_is_a_file_is_refused(tmp_path):
 
 def test_no_dataset_needs_a_teacher(tmp_path, capsys):
     assert run_binary(distill, f"--model_dir={tmp_path}", "--dataset=none", *TINY) == 2
-    assert one_line_error(capsys).endswith("--teacher: required with --dataset=none (a .keras file or SavedModel)")
+    assert one_line_error(capsys).endswith("--teacher: required with dataset 'none' (a .keras file or SavedModel)")
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -370,6 +342,43 @@ def test_teacher_input_convention_maps_generated_and_evaluation_images(tmp_path,
     assert metrics["student_tflite_accuracy"] == pytest.approx(np.mean(student_outputs.argmax(-1) == labels))
 
 
+def test_export_and_evaluate_take_the_dataset_and_convention_from_the_run(tmp_path, digits_teacher, digits_arrays,
+                                                                           capsys):
+    inputs = keras.Input((32, 32, 1))  # the digits teacher behind a layer that takes [0, 255] pixels
+    byte_teacher = keras.Model(inputs, keras.saving.load_model(digits_teacher)(
+        keras.layers.Rescaling(1 / (255 * 0.3081), offset=-0.1307 / 0.3081)(inputs)))
+    byte_teacher.save(tmp_path / "byte_teacher.keras")
+    run_dir = tmp_path / "run"
+    assert run_binary(distill, f"--model_dir={run_dir}", f"--teacher={tmp_path / 'byte_teacher.keras'}",
+                      "--teacher_input=byte", "--export=float32", *TINY) == 0
+    byte_teacher.save(run_dir / "student.keras")  # a student that learned: the teacher itself
+    images, labels = digits_arrays
+    on_byte_pixels = np.mean(np.asarray(byte_teacher((images * 0.3081 + 0.1307) * 255)).argmax(-1) == labels)
+    assert on_byte_pixels > 0.9 > np.mean(np.asarray(byte_teacher(images)).argmax(-1) == labels) + 0.5  # it matters
+    capsys.readouterr()
+    assert run_binary(evaluate, f"--run_dir={run_dir}") == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == pytest.approx(on_byte_pixels)
+    assert run_binary(export_binary, f"--run_dir={run_dir}", "--variants=float32", "--nosaved_model",
+                      "--noreferences") == 0
+    rows = {row["name"]: row for row in json.loads((run_dir / "export_report.json").read_text())["rows"]}
+    assert rows["keras"]["accuracy"] == pytest.approx(on_byte_pixels)
+    assert rows["float32"]["accuracy"] == pytest.approx(on_byte_pixels, abs=0.01)
+    # Given again, a convention must agree with the run's.
+    assert run_binary(evaluate, f"--run_dir={run_dir}", "--teacher_input=normalized") == 2
+    assert one_line_error(capsys).endswith(f"--teacher_input: normalized disagrees with the run in {run_dir}, made "
+                                           "with byte; leave it out")
+
+
+def test_a_rerun_keeps_the_recorded_configuration_for_flags_not_given(tmp_path, unit_teacher):
+    args = [f"--model_dir={tmp_path}", "--export=float32", *TINY]
+    assert run_binary(distill, *args, f"--teacher={unit_teacher}", "--teacher_input=unit", "--student_lr=0.05") == 0
+    assert run_binary(distill, *args, "--epochs=3") == 0  # resumes: the same teacher and convention, one more epoch
+    recorded = json.loads((tmp_path / "run_config.json").read_text())
+    assert recorded["teacher"]["path"] == str(unit_teacher) and recorded["teacher"]["input"] == "unit"
+    assert recorded["student"]["learning_rate"] == 0.05 and recorded["schedule"]["epochs"] == 3
+    assert json.loads((tmp_path / "metrics.json").read_text())["this_run"]["total_iterations"] == 6
+
+
 def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher, caplog, capsys):
     path = tmp_path / "teacher.keras"
     unit_bn_teacher.save(path)  # takes [0, 1] pixels, run with [0, 255] (the right flag: tests/test_conventions.py)
@@ -388,7 +397,7 @@ def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher,
 
 def test_teacher_input_needs_a_teacher_file(tmp_path, capsys):
     assert run_binary(distill, f"--model_dir={tmp_path}", "--teacher_input=unit", *TINY) == 2
-    assert "--teacher_input: applies to a --teacher file" in one_line_error(capsys)
+    assert "--teacher_input: applies to a teacher file" in one_line_error(capsys)
 
 
 def test_inspect_reports_hand_checkable_numbers(digits_teacher, capsys):
@@ -402,12 +411,6 @@ def test_inspect_reports_hand_checkable_numbers(digits_teacher, capsys):
     assert set(students) == set(models.CLASSIFIERS)
     assert run_binary(inspect_binary, f"--teacher={digits_teacher}") == 0
     assert "lenet5_half" in capsys.readouterr().out
-
-
-def real_program(name, *args):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", f"dfad_tf.cli.{name}", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
 
 
 def test_real_program_end_to_end_on_a_tiny_configuration(tmp_path):
@@ -483,7 +486,7 @@ def test_global_batch_must_split_evenly_across_replicas(tmp_path, capsys, monkey
     monkeypatch.setattr(distribute, "make_strategy", lambda name: SimpleNamespace(num_replicas_in_sync=3))
     assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", *TINY) == 2
     assert one_line_error(capsys).endswith("--batch_size: 16 does not split evenly across the 3 replicas of "
-                                           "--strategy=default; use a multiple of 3")
+                                           "the default strategy; use a multiple of 3")
     assert os.listdir(tmp_path) == []
 
 
@@ -496,5 +499,5 @@ def test_mixed_bfloat16_run_saves_and_exports_float32_models(tmp_path, digits_te
         model = keras.saving.load_model(tmp_path / name)
         assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}, name
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["config"]["mixed_precision"] == "mixed_bfloat16"
+    assert metrics["config"]["precision"]["mixed_precision"] == "mixed_bfloat16"
     assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"])

@@ -26,17 +26,17 @@ TABLE_7 = {
 DECAY_FACTOR = {"nyuv2": 0.3}
 
 
-def parse(path):
+def parse(*args):
     FLAGS.unparse_flags()
-    FLAGS(["prog", f"--flagfile={path}"])
+    FLAGS(common.expand_flagfiles(["prog", *args]))
     return {name: FLAGS[name].value for name in FLAGS}
 
 
 @pytest.mark.parametrize("dataset", sorted(TABLE_7))
 def test_paper_flagfiles_match_table_7(dataset, monkeypatch):
-    monkeypatch.chdir(ROOT)  # flagfiles include their teacher flagfile by a path relative to the repository
+    monkeypatch.chdir(ROOT)
     with flagsaver.flagsaver():
-        values = parse(f"flags/{dataset}.cfg")
+        values = parse(f"--flagfile=flags/{dataset}.cfg")
     teacher, student, generator, batch, lr, weight_decay, epochs, decay = TABLE_7[dataset]
     assert (values["dataset"], values["teacher_model"], values["student"], values["generator"]) == (
         dataset, teacher, student, generator)
@@ -57,13 +57,17 @@ def test_teacher_flagfiles_only_use_train_teacher_flags(path):
     train_teacher_flags = {flag.name for flag in FLAGS.get_flags_for_module(common)}
     assert names <= train_teacher_flags
     with flagsaver.flagsaver():
-        values = parse(path)
+        values = parse(f"--flagfile={path}")
     assert values["dataset"] in data.SOURCES
     assert data.spec(values["dataset"]).image_shape  # a known dataset
 
 
-def test_every_flagfile_parses(monkeypatch):
-    monkeypatch.chdir(ROOT)
+def test_a_configuration_by_name_and_its_nested_flagfile_resolve_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the checkout: the teacher flagfile is found beside digits.cfg
     with flagsaver.flagsaver():
-        for path in sorted(glob.glob("flags/*.cfg")):
-            parse(path)
+        by_name = parse("--config=digits", "--epochs=3")
+        by_path = parse(f"--flagfile={ROOT}/flags/digits.cfg", "--epochs=3")
+    assert by_name == by_path
+    assert (by_name["teacher_label_smoothing"], by_name["generator_width"], by_name["epochs"]) == (0.1, 16, 3)
+    with pytest.raises(common.FlagError, match="--config: no configuration 'digit'; choose one of: caltech101, "):
+        parse("--config=digit")

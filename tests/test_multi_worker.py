@@ -12,7 +12,7 @@ import pytest
 from dfad_tf.cli import distill
 from dfad_tf.distiller import DataFreeDistiller
 
-from test_cli import TINY, run_binary
+from conftest import TINY, run_binary
 
 # Runs the real distill binary, keeping the weights the worker ended with (a non-chief worker writes nothing).
 WORKER = """

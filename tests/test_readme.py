@@ -1,5 +1,7 @@
-"""Every Python block of README.md runs as printed."""
+"""Every Python block of README.md runs as printed; the Python API block also does what it says."""
 
+import ast
+import json
 import os
 import pathlib
 import re
@@ -24,3 +26,18 @@ def test_readme_python_block_runs_as_printed(block, tmp_path):
     result = subprocess.run([sys.executable, "block.py"], cwd=tmp_path, env=environment, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_readme_python_api_block_runs_as_printed(tmp_path, monkeypatch, capsys):
+    block = re.search(r"<!-- tests/test_readme.py runs this block as printed -->\n```python\n(.*?)```",
+                      README.read_text(), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.strip().splitlines()
+    run_dir = tmp_path / "runs" / "api_demo"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert printed[-2] == f"{metrics['student_accuracy']} {os.path.join('runs', 'api_demo', 'student.keras')}"
+    evaluated = ast.literal_eval(printed[-1])
+    assert evaluated["accuracy"] == metrics["student_accuracy"] and evaluated["examples"] == 540
+    assert metrics["this_run"]["total_iterations"] == 10 and metrics["teacher_accuracy"] > 0.3
+    assert json.loads((run_dir / "run_config.json").read_text())["schedule"]["imitation_steps"] == 2

@@ -10,7 +10,7 @@ import pytest
 
 from dfad_tf import baselines, models
 from dfad_tf.cli import reproduce
-from tests.test_cli import TINY, one_line_error, run_binary
+from conftest import TINY, one_line_error, run_binary
 
 
 def test_kd_without_labels_learns_from_the_teacher_alone(digits_teacher, digits_arrays):
@@ -114,3 +114,12 @@ def test_a_teacher_with_its_own_input_convention_is_fed_accordingly(tmp_path, di
     right = {row["method"]: float(row["best_accuracy"]) for row in csv.DictReader(open(tmp_path / "right/table.csv"))}
     wrong = {row["method"]: float(row["best_accuracy"]) for row in csv.DictReader(open(tmp_path / "wrong/table.csv"))}
     assert right["teacher"] > 0.9 and wrong["teacher"] < right["teacher"] - 0.1
+
+
+def test_each_method_runs_its_own_recipe_whatever_the_base_recipe(tmp_path, digits_teacher):
+    assert run_binary(reproduce, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", "--seeds=1", *TINY,
+                      "--epochs=1", "--methods=dfad,robust", "--recipe=paper") == 0
+    recipes = {method: json.loads((tmp_path / "table" / method / "seed_0" / "run_config.json").read_text())["objective"]
+               for method in ("dfad", "robust")}
+    assert recipes["dfad"]["recipe"] == "paper" and recipes["dfad"]["standardize_logits"] is False
+    assert recipes["robust"]["recipe"] == "robust" and recipes["robust"]["standardize_logits"] is True

@@ -14,7 +14,7 @@ import pytest
 from dfad_tf import evaluation
 from dfad_tf.cli import distill
 
-from test_cli import TINY, run_binary
+from conftest import TINY, run_binary
 
 EPOCHS = 3
 FLAGS = [*TINY, f"--epochs={EPOCHS}", "--iterations_per_epoch=8", "--export=float32", "--replay_memory=64"]

@@ -13,7 +13,7 @@ from dfad_tf.cli import distill, evaluate, train_teacher
 from dfad_tf.data import shapes
 from dfad_tf.distiller import DataFreeDistiller
 from dfad_tf.models import segmentation
-from tests.test_cli import files_with_contents, one_line_error, run_binary
+from conftest import files_with_contents, one_line_error, run_binary
 
 NUM_CLASSES = 4
 
@@ -175,11 +175,11 @@ def save_model(path, model):
 
 @pytest.mark.parametrize("args, expected", [
     (lambda d, t: [f"--teacher={t}", "--dataset=digits"],
-     r"--teacher: is a segmentation model but --dataset=digits is classification"),
+     r"--teacher: is a segmentation model but the dataset digits is classification"),
     (lambda d, t: [f"--teacher={t}", "--student=lenet5_half"],
      r"--student: lenet5_half is a classification model but the teacher is a segmentation model"),
     (lambda d, t: [f"--teacher={save_model(d / 'grey.keras', models.build_model('deeplabv3_mobilenet_v2', (8, 8, 1), 4))}"],
-     r"--teacher: takes images of shape \(None, None, 1\) but --dataset=shapes has \(48, 48, 3\)"),
+     r"--teacher: takes images of shape \(None, None, 1\) but the dataset shapes has \(48, 48, 3\)"),
     (lambda d, t: [f"--teacher={save_model(d / 'fixed.keras', keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 1)]))}", "--dataset=none", "--image_size=48,48"],
      r"--image_size: the teacher only takes images of shape \(32, 32, 3\)"),
     (lambda d, t: [f"--teacher={t}", "--dataset=none"],
@@ -207,4 +207,4 @@ def test_a_camvid_folder_in_the_wrong_layout_is_one_line(tmp_path, capsys):
 def test_a_classifier_teacher_for_a_segmentation_dataset_is_one_line(tmp_path, capsys):
     assert run_binary(train_teacher, f"--model_dir={tmp_path}", "--dataset=shapes", "--teacher_model=lenet5") == 2
     assert one_line_error(capsys).endswith(
-        "--teacher_model: lenet5 is a classification model but --dataset=shapes is segmentation")
+        "--teacher_model: lenet5 is a classification model but the dataset shapes is segmentation")

@@ -1,5 +1,6 @@
 """Flags shared by several binaries, and the one-line error convention."""
 
+import contextlib
 import functools
 import os
 import sys
@@ -7,11 +8,11 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
-from dfad_tf import data, fileio, models
+from dfad_tf import config, data, fileio, models
 
 FLAGS = flags.FLAGS
 
-NO_DATASET = "none"
+NO_DATASET = config.NO_DATASET
 
 flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
                   "Labelled dataset for training a teacher and for held-out evaluation. "
@@ -25,6 +26,10 @@ flags.DEFINE_string("data_dir", None, "The folder of --dataset=camvid or nyuv2 (
 flags.DEFINE_string("model_dir", None, "Output directory of the run (required by train_teacher and distill); created if missing.")
 flags.register_validator("model_dir", lambda path: path is None or not fileio.is_file(path),
                          message="--model_dir names an existing file; give a folder (a new one, or an earlier run's)")
+flags.DEFINE_string("config", None, "A configuration shipped with dfad_tf, by name: the flagfile flags/NAME.cfg "
+                                    "(e.g. digits, cifar10, teacher_digits), also after a plain pip install.")
+flags.DEFINE_string("run_dir", None, "dfad-export and dfad-evaluate: a distill --model_dir, whose student, generator, "
+                                     "--dataset and --teacher_input (its run_config.json) they take.")
 flags.DEFINE_integer("seed", 0, "Random seed for weights, noise, shuffling and augmentation.")
 
 flags.DEFINE_string("teacher", None,
@@ -141,6 +146,47 @@ def report_errors(main):
     return checked_main
 
 
+def config_path(name):
+    """The flagfile of the configuration `name` shipped with dfad_tf (`--config=NAME`).
+
+    Installed, the configurations are the package data dfad_tf/configs/; in a
+    checkout, they are flags/ beside the package (the same files).
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in (os.path.join(package, "configs"), os.path.join(os.path.dirname(package), "flags")):
+        if os.path.isdir(folder):
+            path = os.path.join(folder, f"{name}.cfg")
+            if not os.path.isfile(path):
+                names = sorted(f[:-len(".cfg")] for f in os.listdir(folder) if f.endswith(".cfg"))
+                raise FlagError("config", f"no configuration {name!r}; choose one of: {', '.join(names)}")
+            return path
+    raise FlagError("config", "this installation of dfad_tf has no configurations")
+
+
+def expand_flagfiles(argv, including=None):
+    """`argv` with every --config=NAME and --flagfile=PATH replaced by the flags in that file.
+
+    A --flagfile inside a flagfile is found relative to that file (absl's own
+    reading would take it relative to the working directory).
+    """
+    expanded = []
+    for arg in argv:
+        name, _, value = arg.partition("=")
+        if name.lstrip("-") not in ("config", "flagfile") or not name.startswith("-"):
+            expanded.append(arg)
+            continue
+        path = config_path(value) if name.lstrip("-") == "config" else value
+        if including is not None and not os.path.isabs(path):
+            path = os.path.join(os.path.dirname(including), path)
+        if not os.path.isfile(path):
+            raise FlagError("flagfile", f"{path}: no such file")
+        with open(path) as file:
+            lines = [line.strip() for line in file]
+        expanded.extend(expand_flagfiles([line for line in lines if line and not line.startswith(("#", "//"))],
+                                         including=path))
+    return expanded
+
+
 def _show_in_help(main):
     """Makes --help print the binary's docstring and key flags also when started by a console script.
 
@@ -157,71 +203,107 @@ def _show_in_help(main):
 
 
 def run(main, required=()):
-    """`app.run` for a binary's `main`, with `report_errors`, its `required` flags and its own flags in --help."""
+    """`app.run` for a binary's `main`: `report_errors`, `required` flags, `expand_flagfiles`, its flags in --help."""
     for name in required:
         flags.mark_flag_as_required(name)
     _show_in_help(main)
-    app.run(report_errors(main))
+    try:
+        argv = expand_flagfiles(sys.argv)
+    except FlagError as error:
+        print(f"{os.path.basename(sys.argv[0])}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    app.run(report_errors(main), argv=argv)
 
 
-def image_size():
-    """--image_size as `(height, width)`, or None."""
-    return tuple(int(v) for v in FLAGS.image_size) if FLAGS.image_size else None
+def integers(values):
+    """A list flag of integers as a tuple."""
+    return tuple(int(v) for v in values)
 
 
-def teacher_input_map(spec):
-    """(scale, offset) from --dataset's normalised images to the --teacher_input convention."""
-    from dfad_tf import conventions
+def _floats(values):
+    return None if values is None else tuple(float(v) for v in values)
 
-    def floats(name):
-        values = FLAGS[name].value
+
+# The converters of flag values whose config field has another type (see `from_flags`).
+CONVERTERS = {"output_stride": int, "teacher_lr_decay_epochs": integers, "image_size": lambda v: v and integers(v),
+              "teacher_input_mean": _floats, "teacher_input_std": _floats, "export": tuple}
+
+# teacher-training flag: its `config.TeacherTraining` field
+TEACHER_TRAINING_FIELDS = {
+    "teacher_model": "model", "teacher_width": "width", "output_stride": "output_stride",
+    "teacher_backbone_weights": "backbone_weights", "teacher_epochs": "epochs",
+    "teacher_batch_size": "batch_size", "teacher_lr": "learning_rate", "teacher_weight_decay": "weight_decay",
+    "teacher_label_smoothing": "label_smoothing", "teacher_augment": "augment",
+    "teacher_lr_decay_epochs": "decay_epochs",
+}
+# flag: its `config.TeacherConfig` field
+TEACHER_FIELDS = {"model_dir": "model_dir", "seed": "seed", "dataset": "data.dataset", "data_dir": "data.data_dir",
+                  **{flag: f"training.{field}" for flag, field in TEACHER_TRAINING_FIELDS.items()}}
+
+
+def from_flags(base, fields, converters=None, only_present=False):
+    """`base` (a frozen config) with the values of the flags in `fields` (flag: dotted field path).
+
+    Args:
+        base: the config whose fields the flags replace.
+        fields: flag name: the field it sets.
+        converters: flag name: a function from the flag's value to the field's (besides `CONVERTERS`).
+        only_present: replace only the fields of flags given on the command line (or in a flagfile).
+
+    Raises:
+        config.ConfigError: a flag value cannot be converted (naming the field).
+    """
+    converters = {**CONVERTERS, **(converters or {})}
+    for flag, field in fields.items():
+        if only_present and not FLAGS[flag].present:
+            continue
+        value = FLAGS[flag].value
         try:
-            return None if values is None else [float(v) for v in values]
+            value = converters.get(flag, lambda v: v)(value)
         except ValueError as error:
-            raise FlagError(name, f"expected comma-separated numbers, got {','.join(values)}") from error
+            raise config.ConfigError(field, f"cannot read {','.join(value)} ({error})") from error
+        base = config.replace(base, field, value)
+    return base
 
-    data = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
+
+@contextlib.contextmanager
+def flag_errors(fields):
+    """Turns a `config.ConfigError` into the one-line `FlagError` naming the flag that sets its field.
+
+    Args:
+        fields: flag name: the field it sets, as for `from_flags`.
+    """
     try:
-        return conventions.to_teacher_input(FLAGS.teacher_input, mean=floats("teacher_input_mean"),
-                                            std=floats("teacher_input_std"), **data)
-    except ValueError as error:
-        raise FlagError("teacher_input", f"{error} (--teacher_input_mean, --teacher_input_std)") from error
+        yield
+    except config.ConfigError as error:
+        flag_of = {field: flag for flag, field in fields.items()}
+        hint = f"; pass --{flag_of.get(error.unlock, error.unlock)} if you trust it" if error.unlock else ""
+        raise FlagError(flag_of.get(error.field, error.field), error.message + hint) from error
 
 
-def load_teacher(path):
-    """Loads the teacher at `path` under --allow_unsafe_teacher; a FlagError naming --teacher if it fails."""
-    from dfad_tf import model_files
-
-    try:
-        return model_files.load_model(path, safe_mode=not FLAGS.allow_unsafe_teacher)
-    except model_files.ModelFileError as error:
-        hint = "; pass --allow_unsafe_teacher if you trust it" if error.unsafe else ""
-        raise FlagError("teacher", f"{error}{hint}") from error
+# flag: the field of the `DataConfig` and `TeacherSource` it sets, for binaries that read a run folder
+RUN_SETTING_FIELDS = {"dataset": "data.dataset", "data_dir": "data.data_dir", "teacher_input": "teacher.input",
+                      "teacher_input_mean": "teacher.input_mean", "teacher_input_std": "teacher.input_std",
+                      "teacher": "teacher.path", "allow_unsafe_teacher": "teacher.allow_unsafe"}
 
 
-def labelled_dataset(split):
-    """Loads --dataset's `split`; a FlagError if there is none or tfds cannot provide it."""
-    from dfad_tf import data
-    from dfad_tf.data.tfds_sources import DatasetUnavailableError
+def run_setting():
+    """`(data_config, teacher_source)` of the flags for `run.export` and `run.evaluate`.
 
-    if FLAGS.dataset == NO_DATASET:
-        raise FlagError("dataset", f"this needs labelled data; choose one of: {', '.join(sorted(data.SOURCES))}")
-    try:
-        return data.load(FLAGS.dataset, split, data_dir=FLAGS.data_dir)
-    except DatasetUnavailableError as error:
-        raise FlagError("data_dir", str(error)) from error
+    With a --run_dir holding a run_config.json, the run's, changed only by the
+    flags given (which `run` refuses where they disagree with the run).
+    """
+    recorded = config.load(FLAGS.run_dir) if FLAGS.run_dir else None
+    with flag_errors(RUN_SETTING_FIELDS):
+        setting = from_flags(recorded or config.DistillConfig(model_dir=""), RUN_SETTING_FIELDS,
+                             only_present=recorded is not None)
+    return setting.data, setting.teacher
 
 
-def teacher_recipe():
-    """The teacher-training flags as keyword arguments of `teacher.train_teacher`."""
-    weights = FLAGS.teacher_backbone_weights
-    if weights and not os.path.isfile(weights):
-        raise FlagError("teacher_backbone_weights", f"{weights}: no such file")
-    return dict(width=FLAGS.teacher_width, output_stride=int(FLAGS.output_stride), backbone_weights=weights, epochs=FLAGS.teacher_epochs, batch_size=FLAGS.teacher_batch_size,
-                learning_rate=FLAGS.teacher_lr, weight_decay=FLAGS.teacher_weight_decay,
-                label_smoothing=FLAGS.teacher_label_smoothing,
-                augment=FLAGS.teacher_augment, decay_epochs=[int(e) for e in FLAGS.teacher_lr_decay_epochs],
-                seed=FLAGS.seed)
+def teacher_config():
+    """The `TeacherConfig` of the flags."""
+    with flag_errors(TEACHER_FIELDS):
+        return from_flags(config.TeacherConfig(model_dir=FLAGS.model_dir), TEACHER_FIELDS)
 
 
 def verbosity():

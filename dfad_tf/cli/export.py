@@ -11,8 +11,7 @@ quantization-aware by N more data-free DFAD iterations, then converted.
 the student as it is: it takes the run's normalised images and returns logits.
 For an edge app, --input=uint8 takes pixels as a camera gives them (0..255) and
 --input=unit float pixels in [0, 1], the normalisation baked into the file;
---output=probabilities ends the files in a softmax. The normalisation and
---teacher_input are those recorded in the run's student.json unless given.
+--output=probabilities ends the files in a softmax.
 
 Then it measures each file, fed the held-out images as it takes them (size,
 held-out accuracy or mean IoU with --dataset, top-1
@@ -24,25 +23,29 @@ For comparison the report adds two int8 references that are not shipped: one
 calibrated on Gaussian noise (the naive data-free choice) and, with a labelled
 --dataset, one calibrated on real training images (the data-driven upper bound).
 
+The run's dataset and teacher input convention come from RUN_DIR/run_config.json
+(--dataset and --teacher_input are only for a student without one, and must
+agree with it); quantization-aware training uses the run's k, discrepancy and
+generator objective.
+
 Example:
   dfad-export --run_dir=runs/digits --qat_iterations=200
   dfad-export --run_dir=runs/digits --input=uint8 --output=probabilities --output_dir=runs/digits/edge
 """
 
 import os
-import tempfile
 
 from absl import flags
 
-from dfad_tf import export
+from dfad_tf import edge_report, export
+from dfad_tf import run as library
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
-for name in ("dataset", "data_dir", "seed", "teacher", "allow_unsafe_teacher", "teacher_input", "teacher_input_mean",
-             "teacher_input_std", "int8_io", "calibration_images"):
+for name in ("run_dir", "dataset", "data_dir", "seed", "teacher", "allow_unsafe_teacher", "teacher_input",
+             "teacher_input_mean", "teacher_input_std", "int8_io", "calibration_images"):
     flags.declare_key_flag(name)  # --help lists these shared flags too
 
-flags.DEFINE_string("run_dir", None, "A distill --model_dir: the default place of every input and output.")
 flags.DEFINE_string("student_path", None, "Student .keras file (default: RUN_DIR/student.keras).")
 flags.DEFINE_string("generator_path", None, "The run's generator, for int8 calibration and QAT "
                                             "(default: RUN_DIR/generator.keras).")
@@ -65,139 +68,24 @@ common.require_positive("qat_student_lr")
 flags.register_validator("variants", lambda values: set(values) <= set(export.VARIANTS),
                          message=f"--variants takes a comma-separated subset of {', '.join(export.VARIANTS)}")
 
-
-def _path(flag, filename):
-    if FLAGS[flag].value:
-        return FLAGS[flag].value
-    if FLAGS.run_dir:
-        return os.path.join(FLAGS.run_dir, filename)
-    raise common.FlagError(flag, f"give --{flag} or --run_dir (a distill --model_dir holding {filename})")
-
-
-def _load(flag, filename):
-    import keras
-
-    from dfad_tf import fileio
-
-    path = _path(flag, filename)
-    if not fileio.is_file(path):
-        raise common.FlagError(flag, f"{path}: no such file (expected a .keras file from distill)")
-    try:
-        return keras.saving.load_model(path)
-    except Exception as error:  # Keras raises many types for unreadable files
-        raise common.FlagError(flag, f"{path}: cannot be read as a Keras model ({type(error).__name__})") from error
-
-
-def _run_config():
-    """The distill configuration recorded beside the student (student.json), if any."""
-    from dfad_tf import fileio
-
-    record = fileio.read_json(os.path.splitext(_path("student_path", "student.keras"))[0] + ".json", {})
-    return record.get("config", {})
-
-
-def _adopt_run_config():
-    """The run's dataset and --teacher_input* (recorded in student.json) for those flags not given here."""
-    config = _run_config()
-    for name in ("dataset", "teacher_input", "teacher_input_mean", "teacher_input_std"):
-        if name in config and not FLAGS[name].present:
-            FLAGS[name].value = config[name]
-
-
-def _interface(spec, input_map):
-    """The --input/--output interface of the files, with the normalisation that --dataset and --teacher_input imply."""
-    from dfad_tf import conventions
-
-    mean, std = (spec.mean, spec.std) if spec is not None else (conventions.GENERIC_MEAN, conventions.GENERIC_STD)
-    if FLAGS.input != "model" and FLAGS.int8_io:
-        raise common.FlagError("int8_io", f"gives the int8 file int8 inputs, but --input={FLAGS.input} files take "
-                                          "pixels; drop one of the two")
-    if FLAGS.input != "model" and FLAGS.qat_iterations:
-        raise common.FlagError("qat_iterations", "the quantization-aware file takes the student's own input; "
-                                                 "use --input=model with it")
-    return export.ServingInterface(FLAGS.input, FLAGS.output, conventions.from_unit_pixels(input_map, mean, std),
-                                   mean, std, spec.class_names if spec is not None else None)
-
-
-def _references(student, output_dir, input_map, has_data, shape, interface):
-    """int8 files calibrated on noise and on real training images, for the report only."""
-    import numpy as np
-
-    from dfad_tf import conventions, evaluation
-
-    count = FLAGS.calibration_images
-    sources = {"int8_noise_calibrated": np.random.default_rng(FLAGS.seed).standard_normal(
-        (count, *shape)).astype("float32")}
-    if has_data:
-        sources["int8_real_calibrated"] = evaluation.arrays(common.labelled_dataset("train").take(count))[0]
-    sources = {name: conventions.adapt_images(images, *input_map) for name, images in sources.items()}
-    paths = {}
-    for name, calibration in sources.items():
-        paths[name] = os.path.join(output_dir, f"{name}.tflite")
-        export.export_tflite(interface.wrap(student), paths[name], "int8", interface.file_inputs(calibration),
-                             FLAGS.int8_io)
-    return paths
+# flag: the argument or field of `run.export` it sets
+FIELDS = {**common.RUN_SETTING_FIELDS, "student_path": "student_path", "generator_path": "generator_path",
+          "qat_iterations": "qat_iterations"}
 
 
 def main(argv):
     del argv
-    from dfad_tf import conventions, data, edge_report, evaluation, fileio, losses, qat
-
-    if FLAGS.qat_iterations and qat.missing_packages():
-        raise common.FlagError("qat_iterations", f"needs {' and '.join(qat.missing_packages())}, installed by "
-                                                 "the qat extra: pip install 'dfad_tf[qat]'")
-    student = _load("student_path", "student.keras")
-    _adopt_run_config()
-    if FLAGS.qat_iterations and len(student.output_shape) == 4:
-        raise common.FlagError("qat_iterations", "quantization-aware training supports the classifier students "
-                                                 "only; export a segmentation student with --qat_iterations=0")
-    has_data = FLAGS.dataset != common.NO_DATASET
-    needs_generator = "int8" in FLAGS.variants or FLAGS.qat_iterations or FLAGS.references or not has_data
-    generator = _load("generator_path", "generator.keras") if needs_generator else None
-    teacher = common.load_teacher(_path("teacher", "teacher.keras")) if FLAGS.qat_iterations else None
+    data_config, teacher = common.run_setting()
+    with common.flag_errors(FIELDS):
+        report = library.export(
+            FLAGS.run_dir, variants=FLAGS.variants, saved_model=FLAGS.saved_model, references=FLAGS.references,
+            qat_iterations=FLAGS.qat_iterations, qat_student_lr=FLAGS.qat_student_lr,
+            qat_batch_size=FLAGS.qat_batch_size, calibration_images=FLAGS.calibration_images,
+            int8_io=FLAGS.int8_io, seed=FLAGS.seed, output_dir=FLAGS.output_dir, student_path=FLAGS.student_path,
+            generator_path=FLAGS.generator_path, data_config=data_config, teacher=teacher, input=FLAGS.input,
+            output=FLAGS.output)
     output_dir = FLAGS.output_dir or FLAGS.run_dir or os.path.dirname(FLAGS.student_path) or "."
-    labels = None
-    spec = data.spec(FLAGS.dataset) if has_data else None
-    input_map = common.teacher_input_map(spec)
-    interface = _interface(spec, input_map)
-    if has_data:
-        images, labels = evaluation.arrays(common.labelled_dataset("test"))
-        images = conventions.adapt_images(images, *input_map)
-    else:  # without labelled data, fidelity to the Keras student is measured on generated images
-        images = export.generated_images(generator, 512, seed=FLAGS.seed + 1)
-
-    try:
-        files = export.export_student(student, output_dir, FLAGS.variants, saved_model=FLAGS.saved_model,
-                                      generator=generator, calibration_images=FLAGS.calibration_images,
-                                      int8_io=FLAGS.int8_io, seed=FLAGS.seed, interface=interface)
-    except ValueError as error:
-        raise common.FlagError("student_path", str(error)) from error
-    if FLAGS.qat_iterations:
-        print(f"Quantization-aware fine-tuning for {FLAGS.qat_iterations} data-free iterations")
-        config = _run_config()
-        quantized = qat.quantization_aware_finetune(
-            teacher, student, generator, iterations=FLAGS.qat_iterations, batch_size=FLAGS.qat_batch_size,
-            student_lr=FLAGS.qat_student_lr, seed=FLAGS.seed, width=config.get("student_width", 1.0),
-            loss=losses.Discrepancy(config.get("loss", "mae"), standardize=config.get("standardize_logits", False)))
-        files["qat_int8"] = os.path.join(output_dir, "student_qat_int8.tflite")
-        qat.export_qat_tflite(quantized, files["qat_int8"])
-
-    with tempfile.TemporaryDirectory() as scratch:
-        measured = dict(files)
-        if FLAGS.references:
-            measured.update(_references(student, scratch, input_map, has_data, images.shape[1:], interface))
-        rows = edge_report.measure(student, measured, images, labels, spec, interface=interface)
-    for row in rows:
-        if row["name"].endswith("_calibrated"):
-            row["file"] = None  # a reference, not shipped
-    report = {"interface": interface.describe(student), "rows": rows,
-              "images": "held-out" if labels is not None else "generated",
-              "config": {"variants": FLAGS.variants, "input": FLAGS.input, "output": FLAGS.output,
-                         "int8_io": FLAGS.int8_io,
-                         "calibration_images": FLAGS.calibration_images, "qat_iterations": FLAGS.qat_iterations,
-                         "qat_student_lr": FLAGS.qat_student_lr, "seed": FLAGS.seed, "dataset": FLAGS.dataset}}
-    fileio.write_json(os.path.join(output_dir, "export_report.json"), report)
-    print(edge_report.format_table(rows))
+    print(edge_report.format_table(report["rows"]))
     print(f"Report written to {os.path.join(output_dir, 'export_report.json')}")
 
 

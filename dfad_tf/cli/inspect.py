@@ -14,9 +14,12 @@ Example:
 """
 
 import json
+import warnings
 
 from absl import flags
 
+from dfad_tf import models, profile
+from dfad_tf import run as library
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -29,10 +32,6 @@ flags.DEFINE_bool("json", False, "Print one JSON object instead of tables.")
 
 
 def describe(model, image_shape):
-    import warnings
-
-    from dfad_tf import profile
-
     with warnings.catch_warnings():  # the report names the layers not counted itself
         warnings.simplefilter("ignore")
         macs = profile.macs_per_image(model, image_shape)
@@ -43,18 +42,18 @@ def describe(model, image_shape):
 
 def main(argv):
     del argv
-    from dfad_tf import models, profile
-
     if not FLAGS.teacher:
         raise common.FlagError("teacher", "give the model to inspect (a .keras or .h5 file, or a SavedModel directory)")
-    teacher = common.load_teacher(FLAGS.teacher)
+    with common.flag_errors({"teacher": "teacher.path", "allow_unsafe_teacher": "teacher.allow_unsafe"}):
+        teacher = library.load_model(FLAGS.teacher, FLAGS.allow_unsafe_teacher)
     input_shape, classes = tuple(teacher.input_shape[1:]), teacher.output_shape[-1]
-    counted_shape = (*(common.image_size() or PAPER_SEGMENTATION_SIZE), input_shape[-1])
+    size = common.integers(FLAGS.image_size) if FLAGS.image_size else PAPER_SEGMENTATION_SIZE
+    counted_shape = (*size, input_shape[-1])
     report = {"teacher": {**describe(teacher, counted_shape),
                           "input_convention": profile.input_convention_guess(teacher)}, "students": []}
     if None in input_shape:
         report["macs_counted_at"] = list(counted_shape)
-    segmenting = len(teacher.output_shape) == 4
+    segmenting = models.task_of(teacher) == "segmentation"
     for name in sorted(models.SEGMENTERS if segmenting else models.CLASSIFIERS):
         try:
             student = models.build_model(name, input_shape, classes)

@@ -83,6 +83,20 @@ def task(name):
     return "classification"
 
 
+def task_of(model):
+    """"classification" or "segmentation": what `model` predicts, from the ranks of its input and output.
+
+    Raises:
+        ValueError: it is neither an image classifier nor a segmentation model.
+    """
+    if len(model.input_shape) == 4 and len(model.output_shape) == 2:
+        return "classification"
+    if len(model.input_shape) == 4 and len(model.output_shape) == 4:
+        return "segmentation"
+    raise ValueError(f"expected an image classifier (batch, h, w, c) -> (batch, classes) or a segmentation model "
+                     f"(batch, h, w, c) -> (batch, h, w, classes), got {model.input_shape} -> {model.output_shape}")
+
+
 def build_model(name, input_shape, num_classes, width=1.0, output_stride=16, backbone_weights=None):
     """Builds a registered classifier or segmentation model by name.
 
