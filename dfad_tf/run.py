@@ -175,8 +175,9 @@ def distill(run_config, verbose=2):
         config.save(run_config, model_dir)
         input_check = _check_teacher_input(distiller, run_config, spec, input_map)
         fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), "teacher_input_check": input_check})
+    teacher_score = None
     if test_data is not None:
-        _warn_if_teacher_at_chance(distiller.teacher, run_config, test_data, spec)
+        teacher_score = _warn_if_teacher_at_chance(distiller.teacher, run_config, test_data, spec)
     student_path = os.path.join(model_dir, STUDENT_FILE)
     monitor = f"val_{evaluation.metric_name(spec)}" if spec is not None else "gen_agreement"
     best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
@@ -203,7 +204,7 @@ def distill(run_config, verbose=2):
     student = keras.saving.load_model(student_path)
     generator = keras.saving.load_model(os.path.join(model_dir, GENERATOR_FILE))
     _export_best(run_config, student, generator, replaced=best.improved)
-    metrics = _metrics(run_config, distiller, student, best, history, seconds, test_data, spec)
+    metrics = _metrics(run_config, distiller, student, best, history, seconds, test_data, spec, teacher_score)
     fileio.write_json(metrics_path, {**fileio.read_json(metrics_path, {}), **metrics})
     return RunResult(model_dir, metrics, student_path)
 
@@ -409,7 +410,7 @@ def _check_teacher_input(distiller, run_config, spec, input_map):
 
 
 def _warn_if_teacher_at_chance(teacher, run_config, test_data, spec):
-    """Warns when the teacher does no better on held-out data than a constant prediction."""
+    """Warns when the teacher does no better on held-out data than a constant prediction; returns its score."""
     images, labels = test_data
     score = evaluation.model_score(teacher, images, labels, spec)
     at_chance, constant = evaluation.at_chance(score, labels, spec)
@@ -418,6 +419,7 @@ def _warn_if_teacher_at_chance(teacher, run_config, test_data, spec):
                         "one class (%.3f): check --teacher_input=%s and that --dataset is the teacher's",
                         score, evaluation.metric_name(spec), run_config.data.dataset, constant,
                         run_config.teacher.input)
+    return score
 
 
 def _diverged(error, run_config, suggested_input=None):
@@ -482,7 +484,7 @@ def _export_best(run_config, student, generator, replaced):
                                      int8_io=run_config.export.int8_io, seed=run_config.seed)
 
 
-def _metrics(run_config, distiller, student, best, history, seconds, test_data, spec):
+def _metrics(run_config, distiller, student, best, history, seconds, test_data, spec, teacher_score):
     model_dir = run_config.model_dir
     record = best.record
     iterations = len(history.epoch) * run_config.schedule.iterations_per_epoch
@@ -509,7 +511,7 @@ def _metrics(run_config, distiller, student, best, history, seconds, test_data, 
     }
     if test_data is not None:
         images, labels = test_data
-        metrics[f"teacher_{metric}"] = evaluation.model_score(distiller.teacher, images, labels, spec)
+        metrics[f"teacher_{metric}"] = teacher_score  # the frozen teacher's, measured before distilling
         metrics[f"student_{metric}"] = evaluation.model_score(student, images, labels, spec)
         if record["monitor"] == f"val_{metric}":
             metrics[f"best_epoch_{metric}"] = record["value"]
