@@ -442,7 +442,10 @@ class BestStudentCheckpoint(keras.callbacks.Callback):
 
     Args:
         filepath: where the student is saved (`.keras`).
-        monitor: log key to maximise, e.g. "val_accuracy" or "gen_agreement".
+        monitor: log key to maximise, e.g. "val_accuracy" or "gen_agreement";
+            "epoch" keeps the latest student (what a run without labelled
+            data keeps: the last epoch beat the best `gen_agreement` on
+            every teacher of the panel, README "Recipes").
         record_path: JSON file with the best value and epoch (default:
             `filepath` with `.json` instead of `.keras`).
         extra_record: dict stored in the record with each save (the run's
@@ -480,7 +483,7 @@ class BestStudentCheckpoint(keras.callbacks.Callback):
         self.best = -np.inf if record is None else record["value"]
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
+        value = epoch + 1 if self.monitor == "epoch" else (logs or {}).get(self.monitor)
         if value is None:
             raise KeyError(f"BestStudentCheckpoint: {self.monitor!r} is not in the logs {sorted(logs or {})}")
         if value > self.best:

@@ -179,7 +179,7 @@ def distill(run_config, verbose=2):
     if test_data is not None:
         teacher_score = _warn_if_teacher_at_chance(distiller.teacher, run_config, test_data, spec)
     student_path = os.path.join(model_dir, STUDENT_FILE)
-    monitor = f"val_{evaluation.metric_name(spec)}" if spec is not None else "gen_agreement"
+    monitor = f"val_{evaluation.metric_name(spec)}" if spec is not None else "epoch"
     best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
                                            extra_record={"config": config.to_dict(run_config)},
                                            generator_path=os.path.join(model_dir, GENERATOR_FILE))
@@ -459,7 +459,7 @@ def _callbacks(run_config, best, writes_files, test_data, spec):
     history = os.path.join(model_dir, HISTORY_FILE)
     return [
         callbacks.StopOnDivergence(),
-        callbacks.GeneratedAgreement(seed=run_config.seed + 1),  # before `best`, which may monitor it
+        callbacks.GeneratedAgreement(seed=run_config.seed + 1),
         best,
         callbacks.HistoryCSV(history, append=backup.exists),
         callbacks.TrainingCurves(history, os.path.join(model_dir, CURVES_FILE),
@@ -505,8 +505,7 @@ def _metrics(run_config, distiller, student, best, history, seconds, test_data, 
                           "epoch by labels (the paper's protocol), and without labels the last epoch or the epoch "
                           "of the best gen_agreement",
             "selection": f"student.keras is the student of the epoch with the best selection.monitor: val_{metric} "
-                         f"(held-out {measure}) with labelled data, else gen_agreement (top-1 agreement with the "
-                         "teacher on a fixed bank of generated images, per pixel for segmentation)",
+                         f"(held-out {measure}) with labelled data, else the last epoch (monitor 'epoch')",
         },
     }
     if test_data is not None:

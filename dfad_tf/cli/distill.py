@@ -8,7 +8,7 @@ each epoch; with --dataset=none nothing but the teacher is needed.
 
 Leaves in MODEL_DIR: run_config.json (this run's configuration, which a rerun,
 dfad-export and dfad-evaluate read back), student.keras (the best student so far, chosen by held-out
-accuracy or, without data, by agreement with the teacher on generated images),
+accuracy or, without data, the student of the last epoch),
 student.json (how it was chosen), generator.keras, student_savedmodel/,
 student.tflite, metrics.json, history.csv, curves.png (its curves), logs/
 (TensorBoard: losses, metrics, generated samples, at DFAD iterations) and
