@@ -24,7 +24,6 @@ import tensorflow as tf
 from dfad_tf import fileio, losses, models, objectives
 from dfad_tf.distiller import generation_step, imitation_step, latent_noise
 
-
 PACKAGES = ("tf_keras", "tensorflow_model_optimization")
 
 

@@ -12,10 +12,10 @@ import pytest
 from absl import flags
 
 from dfad_tf import export, models, precision
-from dfad_tf.cli import distill, evaluate, train_teacher
-from dfad_tf.cli import export as export_binary
-from dfad_tf.cli import inspect as inspect_binary
+from dfad_tf.cli import distill, evaluate, export as export_binary, inspect as inspect_binary, train_teacher
+
 from conftest import TINY, files_with_contents, one_line_error, real_program, run_binary
+
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, digits_teacher):
@@ -120,7 +120,8 @@ def test_a_teacher_giving_nan_stops_the_run_naming_teacher_input_after_a_chance_
     path = save_model(tmp_path / "nan_teacher.keras", teacher)
     assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", *TINY) == 2
     assert re.search(r"--teacher_input: NaN or infinite loss at DFAD iteration 1: the teacher's outputs on generated "
-                     r"images are not finite; check that --teacher_input=normalized is what it takes", one_line_error(capsys))
+                     r"images are not finite; check that --teacher_input=normalized is what it takes",
+                     one_line_error(capsys))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(re.search(r"the teacher scores 0\.\d+ \(accuracy\) on held-out --dataset=digits, no better than always "
                          r"predicting one class .*check --teacher_input=normalized", w) for w in warnings), warnings
@@ -268,7 +269,8 @@ def test_export_for_the_edge_bakes_in_the_pixels_and_says_so(tmp_path, finished_
     assert report["interface"]["input"] == {
         "name": "images", "shape": [None, 32, 32, 1], "dtype": "uint8", "range": [0, 255],
         "meaning": "pixels as a camera gives them; the file normalises them", "mean": [0.1307], "std": [0.3081],
-        "unit_pixel_to_student_input": {"scale": [pytest.approx(1 / 0.3081)], "offset": [pytest.approx(-0.1307 / 0.3081)]}}
+        "unit_pixel_to_student_input": {"scale": [pytest.approx(1 / 0.3081)],
+                                        "offset": [pytest.approx(-0.1307 / 0.3081)]}}
     assert report["interface"]["output"]["kind"] == "probabilities" and report["interface"]["output"]["classes"] == 10
     pixels, labels = digits.pixels("test")
     probabilities = export.tflite_predict(edge / "student.tflite", pixels)
@@ -451,7 +453,8 @@ def test_python_m_dfad_tf_lists_every_binary_of_setup_py():
     with open(os.path.join(os.path.dirname(__file__), "..", "setup.py")) as f:
         installed = re.findall(r'"(dfad-[\w-]+)=dfad_tf\.cli\.\w+:run"', f.read())
     assert sorted(command for command, _ in listed) == sorted(installed)
-    assert dict(listed)["dfad-export"] == "Export a distilled student for the edge, with a report of what each variant costs."
+    assert dict(listed)["dfad-export"] == ("Export a distilled student for the edge, "
+                                           "with a report of what each variant costs.")
 
 
 GOOD_CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},

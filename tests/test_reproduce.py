@@ -10,6 +10,7 @@ import pytest
 
 from dfad_tf import baselines, models
 from dfad_tf.cli import reproduce
+
 from conftest import TINY, one_line_error, run_binary
 
 
@@ -106,7 +107,8 @@ def test_a_teacher_with_its_own_input_convention_is_fed_accordingly(tmp_path, di
     """A teacher taking [0, 255] pixels: with --teacher_input=byte it is measured on such images."""
     inner = keras.saving.load_model(digits_teacher)
     inputs = keras.Input((32, 32, 1))
-    byte_teacher = keras.Model(inputs, inner(keras.layers.Rescaling(1 / (255 * 0.3081), offset=-0.1307 / 0.3081)(inputs)))
+    to_normalized = keras.layers.Rescaling(1 / (255 * 0.3081), offset=-0.1307 / 0.3081)
+    byte_teacher = keras.Model(inputs, inner(to_normalized(inputs)))
     byte_teacher.save(tmp_path / "byte_teacher.keras")
     args = [f"--teacher={tmp_path / 'byte_teacher.keras'}", "--seeds=1", *TINY, "--methods=teacher"]
     assert run_binary(reproduce, f"--model_dir={tmp_path / 'right'}", "--teacher_input=byte", *args) == 0

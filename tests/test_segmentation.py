@@ -13,6 +13,7 @@ from dfad_tf.cli import distill, evaluate, train_teacher
 from dfad_tf.data import shapes
 from dfad_tf.distiller import DataFreeDistiller
 from dfad_tf.models import segmentation
+
 from conftest import files_with_contents, one_line_error, run_binary
 
 NUM_CLASSES = 4
@@ -173,14 +174,23 @@ def save_model(path, model):
     return path
 
 
+def grey_segmenter():
+    return models.build_model("deeplabv3_mobilenet_v2", (8, 8, 1), 4)
+
+
+def fixed_size_segmenter():
+    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 1)])
+
+
 @pytest.mark.parametrize("args, expected", [
     (lambda d, t: [f"--teacher={t}", "--dataset=digits"],
      r"--teacher: is a segmentation model but the dataset digits is classification"),
     (lambda d, t: [f"--teacher={t}", "--student=lenet5_half"],
      r"--student: lenet5_half is a classification model but the teacher is a segmentation model"),
-    (lambda d, t: [f"--teacher={save_model(d / 'grey.keras', models.build_model('deeplabv3_mobilenet_v2', (8, 8, 1), 4))}"],
+    (lambda d, t: [f"--teacher={save_model(d / 'grey.keras', grey_segmenter())}"],
      r"--teacher: takes images of shape \(None, None, 1\) but the dataset shapes has \(48, 48, 3\)"),
-    (lambda d, t: [f"--teacher={save_model(d / 'fixed.keras', keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 1)]))}", "--dataset=none", "--image_size=48,48"],
+    (lambda d, t: [f"--teacher={save_model(d / 'fixed.keras', fixed_size_segmenter())}", "--dataset=none",
+                   "--image_size=48,48"],
      r"--image_size: the teacher only takes images of shape \(32, 32, 3\)"),
     (lambda d, t: [f"--teacher={t}", "--dataset=none"],
      r"--image_size: the teacher takes images of any size: say which to generate"),
