@@ -4,8 +4,12 @@ import csv
 import os
 
 import keras
+import matplotlib.colors
 import numpy as np
 import tensorflow as tf
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from dfad_tf import fileio, precision
 
@@ -65,9 +69,6 @@ def labelled_grid(images, teacher_classes, student_classes, class_names=None):
     Example:
     >>> picture = labelled_grid(images, teacher(images).argmax(-1), student(images).argmax(-1))
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     images = _common_scale(images)
     name = (lambda c: str(class_names[c])) if class_names else str
     cols = int(np.ceil(np.sqrt(len(images))))
@@ -107,8 +108,6 @@ def color_masks(labels, num_classes):
     >>> color_masks(np.argmax(teacher(images), axis=-1), 11).shape
     (64, 128, 128, 3)
     """
-    import matplotlib.colors
-
     hues = np.arange(num_classes) / max(num_classes, 1)
     values = np.where(np.arange(num_classes) % 2, 0.65, 1.0)
     palette = matplotlib.colors.hsv_to_rgb(np.stack([hues, np.full(num_classes, 0.8), values], axis=-1))
@@ -263,10 +262,6 @@ class TrainingCurves(keras.callbacks.Callback):
         self.iterations_per_epoch = iterations_per_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-
         rows = fileio.read_csv(self.history_csv)
         epochs = [int(row["epoch"]) + 1 for row in rows]
 
