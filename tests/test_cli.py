@@ -28,7 +28,6 @@ def finished_run(tmp_path_factory, digits_teacher):
 def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     metrics = json.loads((finished_run / "metrics.json").read_text())
     assert metrics["teacher_accuracy"] > 0.9
-    assert 0 <= metrics["student_accuracy"] <= 1
     assert metrics["config"]["student"]["model"] == "lenet5_half" and metrics["config"]["schedule"]["batch_size"] == 16
     assert metrics["selection"]["monitor"] == "val_accuracy"
     # Each way of choosing the student, read off the history: labels pick the best epoch, the others may not.
