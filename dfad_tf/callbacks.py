@@ -242,9 +242,10 @@ class TrainingCurves(keras.callbacks.Callback):
 
     Three panels: held-out accuracy or mean IoU (`val_accuracy`/`val_miou`)
     with `gen_agreement`; the student's loss `loss_S` (and `val_loss_S`, on
-    real images); the generator's loss `loss_G`. It reads the history CSV that
-    `HistoryCSV` writes (put this callback after it), so a
-    resumed run's picture shows its earlier epochs too. Written atomically.
+    real images); the generator's loss `loss_G` (none for a fixed generator).
+    It reads the history CSV that `HistoryCSV` writes (put this callback after
+    it), so a resumed run's picture shows its earlier epochs too. Written
+    atomically.
 
     Args:
         history_csv: the `HistoryCSV` file.
@@ -286,7 +287,10 @@ class TrainingCurves(keras.callbacks.Callback):
                                      if self.iterations_per_epoch else ""), fontsize=9)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            if ax.lines:
+                ax.legend(fontsize=8)
+            else:
+                ax.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=ax.transAxes)
         panels[0].set_ylim(0, 1)
         figure.tight_layout()
         with fileio.atomic_path(self.png_path) as tmp:
