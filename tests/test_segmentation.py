@@ -206,15 +206,14 @@ def test_bad_segmentation_input_is_one_line_and_writes_nothing(tmp_path, capsys,
     assert files_with_contents(model_dir) == before
 
 
-def test_a_camvid_folder_in_the_wrong_layout_is_one_line(tmp_path, capsys):
-    (tmp_path / "images").mkdir()
-    assert run_binary(train_teacher, f"--model_dir={tmp_path / 'run'}", "--dataset=camvid",
-                      f"--data_dir={tmp_path}", "--teacher_model=deeplabv3_mobilenet_v2") == 2
-    assert re.fullmatch(r"\S+: error: --data_dir: --dataset=camvid: expected \S+/train .*", one_line_error(capsys))
+@pytest.mark.parametrize("args, expected", [
+    (lambda d: ["--dataset=camvid", f"--data_dir={d}", "--teacher_model=deeplabv3_mobilenet_v2"],
+     r"--data_dir: --dataset=camvid: expected \S+/train .*"),
+    (lambda d: ["--dataset=shapes", "--teacher_model=lenet5"],
+     r"--teacher_model: lenet5 is a classification model but the dataset shapes is segmentation"),
+], ids=["camvid-layout", "classifier-teacher"])
+def test_bad_segmentation_teacher_training_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, expected):
+    (tmp_path / "images").mkdir()  # a CamVid folder without its train/ folders
+    assert run_binary(train_teacher, f"--model_dir={tmp_path / 'run'}", *args(tmp_path)) == 2
+    assert re.fullmatch(r"\S+: error: " + expected, one_line_error(capsys))
     assert not (tmp_path / "run").exists()
-
-
-def test_a_classifier_teacher_for_a_segmentation_dataset_is_one_line(tmp_path, capsys):
-    assert run_binary(train_teacher, f"--model_dir={tmp_path}", "--dataset=shapes", "--teacher_model=lenet5") == 2
-    assert one_line_error(capsys).endswith(
-        "--teacher_model: lenet5 is a classification model but the dataset shapes is segmentation")
