@@ -103,6 +103,7 @@ def tf_worker(args):
 
     from dfad_tf import optimizers
     from dfad_tf.distiller import DataFreeDistiller
+
     from worker_protocol import serve
 
     variant = parse_variant(args.variant)

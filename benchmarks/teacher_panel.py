@@ -5,7 +5,7 @@ student for each kind of teacher a user is likely to bring, on scikit-learn's di
 
 | name | teacher | inputs | what makes it hard |
 | --- | --- | --- | --- |
-| lenet5_smooth | dfad_tf's LeNet-5, label smoothing 0.1 (flags/teacher_digits.cfg) | normalized | nothing: the easy case |
+| lenet5_smooth | dfad_tf's LeNet-5, label smoothing 0.1 (flags/teacher_digits.cfg) | normalized | nothing (easy) |
 | lenet5_plain | the same LeNet-5 trained with plain cross-entropy | normalized | large, unbounded logits |
 | convbn | examples/byo_teacher.py's Conv-BN-ReLU net, as .keras | unit [0, 1] | BatchNorm, own range, plain CE |
 | convbn_savedmodel | the same teacher as a SavedModel | unit [0, 1] | no inner layer can be read |

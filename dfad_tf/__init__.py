@@ -14,8 +14,20 @@ Example:
 
 __version__ = "0.1.0"
 
-from dfad_tf import (callbacks, data, distribute, evaluation, export, losses, model_files, models, optimizers,
-                     precision, savedmodel_check, teacher)
+from dfad_tf import (
+    callbacks,
+    data,
+    distribute,
+    evaluation,
+    export,
+    losses,
+    model_files,
+    models,
+    optimizers,
+    precision,
+    savedmodel_check,
+    teacher,
+)
 from dfad_tf.distiller import DataFreeDistiller
 
 __all__ = ["DataFreeDistiller", "callbacks", "data", "distribute", "evaluation", "export", "losses", "model_files",

@@ -4,8 +4,12 @@ import csv
 import os
 
 import keras
+import matplotlib.colors
 import numpy as np
 import tensorflow as tf
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from dfad_tf import fileio, precision
 
@@ -65,9 +69,6 @@ def labelled_grid(images, teacher_classes, student_classes, class_names=None):
     Example:
     >>> picture = labelled_grid(images, teacher(images).argmax(-1), student(images).argmax(-1))
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     images = _common_scale(images)
     name = (lambda c: str(class_names[c])) if class_names else str
     cols = int(np.ceil(np.sqrt(len(images))))
@@ -107,8 +108,6 @@ def color_masks(labels, num_classes):
     >>> color_masks(np.argmax(teacher(images), axis=-1), 11).shape
     (64, 128, 128, 3)
     """
-    import matplotlib.colors
-
     hues = np.arange(num_classes) / max(num_classes, 1)
     values = np.where(np.arange(num_classes) % 2, 0.65, 1.0)
     palette = matplotlib.colors.hsv_to_rgb(np.stack([hues, np.full(num_classes, 0.8), values], axis=-1))
@@ -243,9 +242,10 @@ class TrainingCurves(keras.callbacks.Callback):
 
     Three panels: held-out accuracy or mean IoU (`val_accuracy`/`val_miou`)
     with `gen_agreement`; the student's loss `loss_S` (and `val_loss_S`, on
-    real images); the generator's loss `loss_G`. It reads the history CSV that
-    `HistoryCSV` writes (put this callback after it), so a
-    resumed run's picture shows its earlier epochs too. Written atomically.
+    real images); the generator's loss `loss_G` (none for a fixed generator).
+    It reads the history CSV that `HistoryCSV` writes (put this callback after
+    it), so a resumed run's picture shows its earlier epochs too. Written
+    atomically.
 
     Args:
         history_csv: the `HistoryCSV` file.
@@ -263,10 +263,6 @@ class TrainingCurves(keras.callbacks.Callback):
         self.iterations_per_epoch = iterations_per_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
-
         rows = fileio.read_csv(self.history_csv)
         epochs = [int(row["epoch"]) + 1 for row in rows]
 
@@ -291,7 +287,10 @@ class TrainingCurves(keras.callbacks.Callback):
                                      if self.iterations_per_epoch else ""), fontsize=9)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            if ax.lines:
+                ax.legend(fontsize=8)
+            else:
+                ax.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=ax.transAxes)
         panels[0].set_ylim(0, 1)
         figure.tight_layout()
         with fileio.atomic_path(self.png_path) as tmp:

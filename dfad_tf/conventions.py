@@ -182,13 +182,11 @@ def batchnorm_mismatch(teacher, images):
     0.0028
     """
     layers = objectives.batchnorm_layers(teacher)
-    if not layers:
+    probe = objectives.batchnorm_probe(teacher, layers[:1]) if layers else None
+    if probe is None:
         return None
-    try:
-        probe = keras.Model(teacher.input, layers[0].input)
-    except (AttributeError, ValueError):  # a layer used twice, or a subclassed teacher: no single input to read
-        return None
-    return float(ops.mean(objectives.batchnorm_kl(probe(images, training=False), layers[0])))
+    inputs = probe(images, training=False)[layers[0].name]
+    return float(ops.mean(objectives.batchnorm_kl(inputs, layers[0])))
 
 
 ConventionCheck = collections.namedtuple("ConventionCheck", ["convention", "mismatches", "suggestion"])

@@ -211,7 +211,11 @@ class DataFreeDistiller(keras.Model):
         return super().fit(rows.with_options(options), steps_per_epoch=steps_per_epoch, **kwargs)
 
     def train_step(self, rows):
-        """One DFAD iteration on this replica's `rows` of the global batch."""
+        """One DFAD iteration on this replica's `rows` of the global batch.
+
+        Logs `loss_S`, and `loss_G` only when the generator is trainable: a
+        fixed generator has no generation stage, hence no loss to report.
+        """
         batch_size = tf.shape(rows)[0] * self.distribute_strategy.num_replicas_in_sync
         noise = tf.gather(self.latent_noise(batch_size, self.iteration), rows)
         # One generator pass per imitation step, as in the paper: a single pass over all k batches
@@ -220,11 +224,12 @@ class DataFreeDistiller(keras.Model):
         for step in range(self.imitation_steps):
             student_loss = self._imitation_step(noise[:, step], step, rows)
         self.student_loss_tracker.update_state(_global_mean(student_loss))
+        logs = {"loss_S": self.student_loss_tracker.result()}
         if self.generator.trainable:
             self.generator_loss_tracker.update_state(_global_mean(self._generation_step(noise[:, -1])))
+            logs["loss_G"] = self.generator_loss_tracker.result()
         self.iteration.assign_add(1)
-        return self._across_workers({"loss_S": self.student_loss_tracker.result(),
-                                     "loss_G": self.generator_loss_tracker.result()})
+        return self._across_workers(logs)
 
     def _imitation_step(self, noise, step=0, rows=None):
         images = self.generator(noise, training=True)

@@ -69,7 +69,8 @@ def measure(student, tflite_files, images, labels=None, spec=None, latency_repea
 
 def format_table(rows):
     """The rows of `measure` as a fixed-width text table."""
-    columns = [("name", "{}"), ("size_bytes", "{:,}"), ("size_vs_float32", "{:.3f}"), ("accuracy", "{:.4f}"), ("miou", "{:.4f}"),
+    columns = [("name", "{}"), ("size_bytes", "{:,}"), ("size_vs_float32", "{:.3f}"), ("accuracy", "{:.4f}"),
+               ("miou", "{:.4f}"),
                ("agreement", "{:.4f}"), ("max_logit_diff", "{:.4f}"), ("max_probability_diff", "{:.4f}"),
                ("input_dtype", "{}"), ("latency_ms", "{:.4f}")]
     columns = [(key, fmt) for key, fmt in columns if any(key in row for row in rows)]

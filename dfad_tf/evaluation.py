@@ -1,5 +1,6 @@
 """Held-out evaluation of Keras and TFLite models: top-1 accuracy, or mean IoU for segmentation."""
 
+import keras
 import numpy as np
 
 
@@ -58,8 +59,6 @@ def keras_metric(spec):
     """
     if spec.task != "segmentation":
         return "accuracy"
-    import keras
-
     return keras.metrics.MeanIoU(spec.num_classes, name="miou", ignore_class=spec.ignore_label, sparse_y_pred=False)
 
 

@@ -18,8 +18,10 @@ probabilities, with the normalisation baked into the file.
 import os
 import time
 
+import keras
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 from dfad_tf import fileio
 
@@ -79,8 +81,6 @@ class ServingInterface:
 
     def wrap(self, student):
         """The student behind this interface, as a Keras model (the student itself for "model"/"logits")."""
-        import keras
-
         if self.is_model:
             return student
         images = keras.Input(student.input_shape[1:], dtype="uint8" if self.input == "uint8" else "float32",
@@ -289,8 +289,6 @@ class TFLiteModel:
     """
 
     def __init__(self, path):
-        from ai_edge_litert.interpreter import Interpreter
-
         self.path = os.fspath(path)
         with tf.io.gfile.GFile(self.path, "rb") as file:  # any filesystem, gs:// too
             self.interpreter = Interpreter(model_content=file.read())

@@ -7,8 +7,8 @@ or directory and an interrupted run leaves the previous one intact.
 """
 
 import contextlib
-import json
 import csv
+import json
 import os
 import posixpath
 import tempfile

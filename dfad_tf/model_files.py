@@ -87,7 +87,8 @@ def _load_saved_model(path):
     try:
         signature = tf.saved_model.load(path).signatures["serving_default"]
     except Exception as error:
-        raise ModelFileError(path, f"cannot be read as a SavedModel with a serving_default signature ({error})") from error
+        raise ModelFileError(
+            path, f"cannot be read as a SavedModel with a serving_default signature ({error})") from error
     (input_spec,) = signature.structured_input_signature[1].values()
     output_names = list(signature.structured_outputs)
     if len(output_names) != 1:

@@ -160,14 +160,31 @@ def batchnorm_layers(teacher):
     return [layer for layer in getattr(teacher, "layers", []) if isinstance(layer, keras.layers.BatchNormalization)]
 
 
+def batchnorm_probe(teacher, layers):
+    """A model sharing the teacher's layers that returns the inputs of `layers`; None if they cannot be read.
+
+    Args:
+        teacher: a Keras model.
+        layers: some of its `batchnorm_layers`, at least one.
+
+    Returns:
+        A `keras.Model` returning a dict from each layer's name to its inputs
+        (a dict, as Keras would unwrap a list of one), or None.
+
+    Example:
+    >>> first = batchnorm_layers(teacher)[0]
+    >>> first_inputs = batchnorm_probe(teacher, [first])(images)[first.name]
+    """
+    try:
+        return keras.Model(teacher.input, {layer.name: layer.input for layer in layers})
+    except (AttributeError, ValueError):  # a layer used twice, or a subclassed teacher: no single input to read
+        return None
+
+
 def readable_batchnorms(teacher):
     """The teacher's BatchNormalization layers whose inputs a model sharing its layers can return; else []."""
     layers = batchnorm_layers(teacher)
-    try:
-        keras.Model(teacher.inputs, [layer.input for layer in layers])
-    except (AttributeError, ValueError):  # a layer used twice, or a subclassed teacher: no single input to read
-        return []
-    return layers
+    return layers if layers and batchnorm_probe(teacher, layers) is not None else []
 
 
 def batchnorm_kl(inputs, layer):

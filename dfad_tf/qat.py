@@ -24,7 +24,6 @@ import tensorflow as tf
 from dfad_tf import fileio, losses, models, objectives
 from dfad_tf.distiller import generation_step, imitation_step, latent_noise
 
-
 PACKAGES = ("tf_keras", "tensorflow_model_optimization")
 
 
@@ -36,7 +35,7 @@ def missing_packages():
 def _tfmot():
     previous = os.environ.get("TF_USE_LEGACY_KERAS")
     try:
-        import tensorflow_model_optimization as tfmot
+        import tensorflow_model_optimization as tfmot  # lazy: the qat extra, and it flips TF_USE_LEGACY_KERAS
     finally:
         if previous is None:
             os.environ.pop("TF_USE_LEGACY_KERAS", None)
@@ -56,7 +55,7 @@ def tf_keras_twin(student, width=1.0):
     Raises:
         ValueError: the student's architecture is not a registered one.
     """
-    import tf_keras
+    import tf_keras  # lazy: only the qat extra installs it
 
     if student.name not in models.CLASSIFIERS:
         raise ValueError(f"quantization-aware training needs a registered architecture "
@@ -99,7 +98,7 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
     >>> qat_student = quantization_aware_finetune(teacher, student, generator, iterations=200)
     >>> export_qat_tflite(qat_student, "student_qat_int8.tflite")
     """
-    import tf_keras
+    import tf_keras  # lazy: only the qat extra installs it
 
     quantized = _tfmot().quantization.keras.quantize_model(tf_keras_twin(student, width))
     student_optimizer = tf_keras.optimizers.SGD(student_lr, momentum=0.9)

@@ -29,9 +29,26 @@ import keras
 import numpy as np
 from absl import logging
 
-from dfad_tf import (callbacks, config, conventions, data, distribute, edge_report, evaluation, export as export_lib,
-                     fileio, losses, model_files, models, objectives, optimizers, precision, qat, recipes,
-                     teacher as teacher_lib)
+from dfad_tf import (
+    callbacks,
+    config,
+    conventions,
+    data,
+    distribute,
+    edge_report,
+    evaluation,
+    export as export_lib,
+    fileio,
+    losses,
+    model_files,
+    models,
+    objectives,
+    optimizers,
+    precision,
+    qat,
+    recipes,
+    teacher as teacher_lib,
+)
 from dfad_tf.config import ConfigError
 from dfad_tf.data.tfds_sources import DatasetUnavailableError
 from dfad_tf.distiller import DataFreeDistiller

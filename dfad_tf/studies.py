@@ -22,8 +22,9 @@ import io
 import os
 
 import keras
-import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from dfad_tf import baselines, config, conventions, data, evaluation, fileio, losses, models, objectives, run
 from dfad_tf.config import ConfigError
@@ -206,10 +207,9 @@ def _summary(results, metric):
 
 
 def _plot(results, path, metric, title):
-    matplotlib.use("Agg")
-    from matplotlib import pyplot  # after choosing the backend
-
-    figure, axes = pyplot.subplots(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
     for variant, curves in results.items():
         length = min(len(curve) for curve in curves.values())
         mean = np.mean([curve[:length] for curve in curves.values()], axis=0)
@@ -219,4 +219,3 @@ def _plot(results, path, metric, title):
     figure.tight_layout()
     with fileio.atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
-    pyplot.close(figure)

@@ -9,12 +9,15 @@ import sys  # noqa: E402
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
 from absl.testing import flagsaver  # noqa: E402
 
 from dfad_tf.cli import common  # noqa: E402
 
 FLAGS = flags.FLAGS
+# For a test of what happens on a machine without GPU (a choice or a refusal a GPU would change).
+without_gpu = pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="this machine has a GPU")
 TINY = ["--epochs=2", "--iterations_per_epoch=2", "--batch_size=16", "--generator_width=4", "--latent_dim=16",
         "--imitation_steps=2"]
 

@@ -53,7 +53,8 @@ def test_a_teacher_giving_nan_on_some_generated_images_stops_the_run_at_once(len
 
 def test_a_diverging_student_stops_the_run_naming_the_student(lenet):
     distiller = distiller_of(lenet, student_lr=1000.0)
-    with pytest.raises(callbacks.DivergedError, match=r"loss_S = .* at DFAD iteration 1: the student diverged") as error:
+    with pytest.raises(callbacks.DivergedError,
+                       match=r"loss_S = .* at DFAD iteration 1: the student diverged") as error:
         distiller.fit(batch_size=16, steps_per_epoch=5, epochs=4, verbose=0, callbacks=[callbacks.StopOnDivergence()])
     assert error.value.model == "student" and error.value.iteration == 1
     assert int(distiller.iteration.numpy()) == error.value.iteration  # stopped at once, not at the epoch's end

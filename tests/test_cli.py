@@ -12,10 +12,10 @@ import pytest
 from absl import flags
 
 from dfad_tf import export, fileio, models, precision
-from dfad_tf.cli import distill, evaluate, train_teacher
-from dfad_tf.cli import export as export_binary
-from dfad_tf.cli import inspect as inspect_binary
-from conftest import TINY, files_with_contents, one_line_error, real_program, run_binary
+from dfad_tf.cli import distill, evaluate, export as export_binary, inspect as inspect_binary, train_teacher
+
+from conftest import TINY, files_with_contents, one_line_error, real_program, run_binary, without_gpu
+
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, digits_teacher):
@@ -28,7 +28,6 @@ def finished_run(tmp_path_factory, digits_teacher):
 def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     metrics = json.loads((finished_run / "metrics.json").read_text())
     assert metrics["teacher_accuracy"] > 0.9
-    assert 0 <= metrics["student_accuracy"] <= 1
     assert metrics["config"]["student"]["model"] == "lenet5_half" and metrics["config"]["schedule"]["batch_size"] == 16
     assert metrics["selection"]["monitor"] == "val_accuracy"
     # Each way of choosing the student, read off the history: labels pick the best epoch, the others may not.
@@ -121,7 +120,8 @@ def test_a_teacher_giving_nan_stops_the_run_naming_teacher_input_after_a_chance_
     path = save_model(tmp_path / "nan_teacher.keras", teacher)
     assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", *TINY) == 2
     assert re.search(r"--teacher_input: NaN or infinite loss at DFAD iteration 1: the teacher's outputs on generated "
-                     r"images are not finite; check that --teacher_input=normalized is what it takes", one_line_error(capsys))
+                     r"images are not finite; check that --teacher_input=normalized is what it takes",
+                     one_line_error(capsys))
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(re.search(r"the teacher scores 0\.\d+ \(accuracy\) on held-out --dataset=digits, no better than always "
                          r"predicting one class .*check --teacher_input=normalized", w) for w in warnings), warnings
@@ -190,9 +190,14 @@ def test_model_dir_that_is_a_file_is_refused(tmp_path):
     assert path.read_text() == "not a run folder" and os.listdir(tmp_path) == ["notes.txt"]
 
 
-def test_no_dataset_needs_a_teacher(tmp_path, capsys):
-    assert run_binary(distill, f"--model_dir={tmp_path}", "--dataset=none", *TINY) == 2
-    assert one_line_error(capsys).endswith("--teacher: required with dataset 'none' (a .keras file or SavedModel)")
+@pytest.mark.parametrize("flag, expected", [
+    ("--dataset=none", r"--teacher: required with dataset 'none' \(a \.keras file or SavedModel\)"),
+    ("--teacher_input=unit", r"--teacher_input: applies to a teacher file"),
+])
+def test_flags_that_need_a_teacher_file_say_so(tmp_path, capsys, flag, expected):
+    assert run_binary(distill, f"--model_dir={tmp_path}", flag, *TINY) == 2
+    assert re.search(expected, one_line_error(capsys))
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("args, flag", [
@@ -269,7 +274,8 @@ def test_export_for_the_edge_bakes_in_the_pixels_and_says_so(tmp_path, finished_
     assert report["interface"]["input"] == {
         "name": "images", "shape": [None, 32, 32, 1], "dtype": "uint8", "range": [0, 255],
         "meaning": "pixels as a camera gives them; the file normalises them", "mean": [0.1307], "std": [0.3081],
-        "unit_pixel_to_student_input": {"scale": [pytest.approx(1 / 0.3081)], "offset": [pytest.approx(-0.1307 / 0.3081)]}}
+        "unit_pixel_to_student_input": {"scale": [pytest.approx(1 / 0.3081)],
+                                        "offset": [pytest.approx(-0.1307 / 0.3081)]}}
     assert report["interface"]["output"]["kind"] == "probabilities" and report["interface"]["output"]["classes"] == 10
     pixels, labels = digits.pixels("test")
     probabilities = export.tflite_predict(edge / "student.tflite", pixels)
@@ -326,10 +332,10 @@ def test_teacher_input_convention_maps_generated_and_evaluation_images(tmp_path,
     images, labels = digits_arrays
     expected = np.mean(np.asarray(keras.saving.load_model(digits_teacher)(images)).argmax(-1) == labels)
     accuracies = {}
-    for convention in ("unit", "normalized"):
+    for convention, epochs in (("unit", 2), ("normalized", 1)):  # the second run only measures the teacher
         model_dir = tmp_path / convention
         assert run_binary(distill, f"--model_dir={model_dir}", f"--teacher={unit_teacher}",
-                          f"--teacher_input={convention}", "--export=float32", *TINY) == 0
+                          f"--teacher_input={convention}", "--export=float32", *TINY, f"--epochs={epochs}") == 0
         accuracies[convention] = json.loads((model_dir / "metrics.json").read_text())["teacher_accuracy"]
     assert accuracies["unit"] == pytest.approx(expected)  # the teacher sees exactly what it was trained on
     assert accuracies["normalized"] != pytest.approx(expected)  # the wrong convention changes what it sees
@@ -372,12 +378,13 @@ def test_export_and_evaluate_take_the_dataset_and_convention_from_the_run(tmp_pa
 
 def test_a_rerun_keeps_the_recorded_configuration_for_flags_not_given(tmp_path, unit_teacher):
     args = [f"--model_dir={tmp_path}", "--export=float32", *TINY]
-    assert run_binary(distill, *args, f"--teacher={unit_teacher}", "--teacher_input=unit", "--student_lr=0.05") == 0
-    assert run_binary(distill, *args, "--epochs=3") == 0  # resumes: the same teacher and convention, one more epoch
+    assert run_binary(distill, *args, "--epochs=1", f"--teacher={unit_teacher}", "--teacher_input=unit",
+                      "--student_lr=0.05") == 0
+    assert run_binary(distill, *args) == 0  # resumes: the same teacher and convention, one more epoch (TINY's 2)
     recorded = json.loads((tmp_path / "run_config.json").read_text())
     assert recorded["teacher"]["path"] == str(unit_teacher) and recorded["teacher"]["input"] == "unit"
-    assert recorded["student"]["learning_rate"] == 0.05 and recorded["schedule"]["epochs"] == 3
-    assert json.loads((tmp_path / "metrics.json").read_text())["this_run"]["total_iterations"] == 6
+    assert recorded["student"]["learning_rate"] == 0.05 and recorded["schedule"]["epochs"] == 2
+    assert json.loads((tmp_path / "metrics.json").read_text())["this_run"]["total_iterations"] == 4
 
 
 def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher, caplog, capsys):
@@ -394,11 +401,6 @@ def test_a_wrong_teacher_input_is_warned_and_recorded(tmp_path, unit_bn_teacher,
     check = json.loads((tmp_path / "run" / "metrics.json").read_text())["teacher_input_check"]
     assert check["suggestion"] == "unit"
     assert check["batchnorm_mismatch"]["byte"] > 1000 * check["batchnorm_mismatch"]["unit"]
-
-
-def test_teacher_input_needs_a_teacher_file(tmp_path, capsys):
-    assert run_binary(distill, f"--model_dir={tmp_path}", "--teacher_input=unit", *TINY) == 2
-    assert "--teacher_input: applies to a teacher file" in one_line_error(capsys)
 
 
 def test_inspect_reports_hand_checkable_numbers(digits_teacher, capsys):
@@ -452,7 +454,8 @@ def test_python_m_dfad_tf_lists_every_binary_of_setup_py():
     with open(os.path.join(os.path.dirname(__file__), "..", "setup.py")) as f:
         installed = re.findall(r'"(dfad-[\w-]+)=dfad_tf\.cli\.\w+:run"', f.read())
     assert sorted(command for command, _ in listed) == sorted(installed)
-    assert dict(listed)["dfad-export"] == "Export a distilled student for the edge, with a report of what each variant costs."
+    assert dict(listed)["dfad-export"] == ("Export a distilled student for the edge, "
+                                           "with a report of what each variant costs.")
 
 
 GOOD_CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
@@ -465,8 +468,8 @@ GOOD_CLUSTER = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
      r'--strategy: TF_CONFIG "task" must name a job of the cluster and an index into its list'),
     (["--strategy=multi_worker"], None, r"--strategy: multi_worker needs the TF_CONFIG environment variable"),
     (["--strategy=multi_worker"], GOOD_CLUSTER, r"--teacher: a multi-worker run needs a trained teacher file"),
-    (["--mixed_precision=mixed_float16"], None, r"--mixed_precision: mixed_float16 needs GPUs of compute "
-                                                r"capability 7\.0 or more, found none"),
+    pytest.param(["--mixed_precision=mixed_float16"], None, r"--mixed_precision: mixed_float16 needs GPUs of compute "
+                 r"capability 7\.0 or more, found none", marks=without_gpu),
     (["--strategy=tpu"], None, r"--strategy: tpu: no TPU could be reached \("),
 ], ids=["tf-config-not-json", "tf-config-bad-task", "no-tf-config", "multi-worker-untrained-teacher", "float16-cpu",
         "no-tpu"])

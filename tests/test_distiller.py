@@ -36,23 +36,17 @@ def noise(distiller, batch=8):
     return distiller.latent_noise(batch, 0)
 
 
-def test_imitation_step_changes_only_the_student():
+@pytest.mark.parametrize("step, draw, trained, kept", [
+    ("_imitation_step", 0, "student", "generator"),
+    ("_generation_step", -1, "generator", "student"),
+], ids=["imitation", "generation"])
+def test_each_step_changes_only_its_own_model(step, draw, trained, kept):
     distiller = tiny_distiller()
-    before = {m.name: snapshot(m) for m in (distiller.teacher, distiller.student, distiller.generator)}
-    distiller._imitation_step(noise(distiller)[:, 0])
-    assert changed(before[distiller.student.name], distiller.student, trainable_only=True) == {
-        v.path for v in distiller.student.trainable_weights}
-    assert not changed(before[distiller.generator.name], distiller.generator, trainable_only=True)
-    assert not changed(before[distiller.teacher.name], distiller.teacher)
-
-
-def test_generation_step_changes_only_the_generator():
-    distiller = tiny_distiller()
-    before = {m.name: snapshot(m) for m in (distiller.teacher, distiller.student, distiller.generator)}
-    distiller._generation_step(noise(distiller)[:, -1])
-    assert changed(before[distiller.generator.name], distiller.generator, trainable_only=True) == {
-        v.path for v in distiller.generator.trainable_weights}
-    assert not changed(before[distiller.student.name], distiller.student, trainable_only=True)
+    trained, kept = getattr(distiller, trained), getattr(distiller, kept)
+    before = {m.name: snapshot(m) for m in (distiller.teacher, trained, kept)}
+    getattr(distiller, step)(noise(distiller)[:, draw])
+    assert changed(before[trained.name], trained, trainable_only=True) == {v.path for v in trained.trainable_weights}
+    assert not changed(before[kept.name], kept, trainable_only=True)
     assert not changed(before[distiller.teacher.name], distiller.teacher)
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from dfad_tf import distribute
 
+from conftest import without_gpu
+
 # Two logical CPU devices exist only if configured before TensorFlow starts: hence a fresh process.
 MIRRORED = """
 import json
@@ -86,9 +88,13 @@ def test_malformed_tf_config_is_one_clear_line(tf_config, message):
     assert "\n" not in str(error.value)
 
 
-def test_auto_picks_multi_worker_for_a_cluster_and_one_device_otherwise():
+def test_auto_picks_multi_worker_for_a_cluster():
     cluster = {"TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}})}
     assert distribute.resolve_name("auto", cluster) == "multi_worker"
-    assert distribute.resolve_name("auto", {}) == "default"  # the test machine has no GPU
     with pytest.raises(distribute.StrategyError, match="multi_worker needs the TF_CONFIG"):
         distribute.resolve_name("multi_worker", {})
+
+
+@without_gpu
+def test_auto_is_one_device_without_a_cluster_or_gpus():
+    assert distribute.resolve_name("auto", {}) == "default"

@@ -7,7 +7,7 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from dfad_tf import data
+from dfad_tf import data, models
 from dfad_tf.cli import common, distill  # noqa: F401 (defines the flags)
 
 FLAGS = flags.FLAGS
@@ -58,8 +58,9 @@ def test_teacher_flagfiles_only_use_train_teacher_flags(path):
     assert names <= train_teacher_flags
     with flagsaver.flagsaver():
         values = parse(f"--flagfile={path}")
-    assert values["dataset"] in data.SOURCES
-    assert data.spec(values["dataset"]).image_shape  # a known dataset
+    # teacher_DATASET.cfg trains a teacher of DATASET's task for DATASET
+    assert values["dataset"] == os.path.basename(path).removeprefix("teacher_").removesuffix(".cfg")
+    assert models.task(values["teacher_model"]) == data.spec(values["dataset"]).task
 
 
 def test_a_configuration_by_name_and_its_nested_flagfile_resolve_from_any_folder(tmp_path, monkeypatch):

@@ -1,4 +1,7 @@
-"""End to end: the default recipe learns from a foreign Conv-BN teacher with [0, 1] inputs where the paper's stays at chance."""
+"""End to end: the default recipe learns from a foreign Conv-BN teacher with [0, 1] inputs.
+
+The paper's recipe stays at chance on the same teacher and budget.
+"""
 
 import keras
 import pytest

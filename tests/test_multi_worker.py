@@ -53,7 +53,8 @@ def test_two_workers_train_in_step_match_one_process_and_only_the_chief_writes(t
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         workers.append(subprocess.Popen(
             [sys.executable, "-c", WORKER, str(tmp_path / f"weights{index}.npy"),
-             f"--model_dir={tmp_path / f'run{index}'}", f"--teacher={digits_teacher}", "--strategy=multi_worker", *FLAGS],
+             f"--model_dir={tmp_path / f'run{index}'}", f"--teacher={digits_teacher}", "--strategy=multi_worker",
+             *FLAGS],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [worker.communicate(timeout=300) for worker in workers]
     for worker, (_, stderr) in zip(workers, outputs):

@@ -121,4 +121,4 @@ def test_a_fixed_generator_is_never_updated_but_the_student_is():
     history = distiller.fit(batch_size=8, steps_per_epoch=2, epochs=1, verbose=0)
     assert all(np.array_equal(a, np.array(b)) for a, b in zip(generator, distiller.generator.weights))
     assert not same(student, distiller.student)
-    assert history.history["loss_G"] == [0.0]
+    assert set(history.history) == {"loss_S"}  # no generation stage, so no generator loss

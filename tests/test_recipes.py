@@ -16,7 +16,8 @@ def test_the_paper_recipe_is_dfad_as_published():
 
 def test_the_batchnorm_prior_is_on_for_a_teacher_with_readable_batchnorm_and_off_otherwise(unit_bn_teacher, tmp_path):
     robust = recipes.RECIPES["robust"]
-    assert robust.generator_loss_weights(unit_bn_teacher) == {"adversarial": 1.0, "batchnorm_kl": robust.batchnorm_prior}
+    assert robust.generator_loss_weights(unit_bn_teacher) == {"adversarial": 1.0,
+                                                              "batchnorm_kl": robust.batchnorm_prior}
     no_batchnorm = models.build_classifier("lenet5", (32, 32, 1), 10)
     assert robust.generator_loss_weights(no_batchnorm) == {"adversarial": 1.0}
     # The same Conv-BN teacher as a SavedModel exposes no layer: no prior can be computed.

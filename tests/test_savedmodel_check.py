@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from dfad_tf import export, model_files, models, savedmodel_check
-from dfad_tf.cli import distill, evaluate
-from dfad_tf.cli import inspect as inspect_binary
+from dfad_tf.cli import distill, evaluate, inspect as inspect_binary
+
 from conftest import TINY, one_line_error, real_program, run_binary
 
 IMAGE = tf.TensorSpec([None, 32, 32, 1], tf.float32)

@@ -13,6 +13,7 @@ from dfad_tf.cli import distill, evaluate, train_teacher
 from dfad_tf.data import shapes
 from dfad_tf.distiller import DataFreeDistiller
 from dfad_tf.models import segmentation
+
 from conftest import files_with_contents, one_line_error, run_binary
 
 NUM_CLASSES = 4
@@ -133,8 +134,7 @@ SEG_TINY = ["--dataset=shapes", "--student=deeplabv3_mobilenet_v2", "--student_w
 
 def test_distill_segmentation_reports_miou_and_exports_matching_tflite_masks(tmp_path, shapes_teacher, shapes_test):
     assert run_binary(distill, f"--model_dir={tmp_path}",
-                      f"--teacher={shapes_teacher}", *SEG_TINY, "--export=saved_model", "--export=float32",
-                      "--export=int8") == 0
+                      f"--teacher={shapes_teacher}", *SEG_TINY, "--export=float32", "--export=int8") == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     images, labels = shapes_test
     student = keras.saving.load_model(tmp_path / "student.keras")
@@ -173,14 +173,23 @@ def save_model(path, model):
     return path
 
 
+def grey_segmenter():
+    return models.build_model("deeplabv3_mobilenet_v2", (8, 8, 1), 4)
+
+
+def fixed_size_segmenter():
+    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 1)])
+
+
 @pytest.mark.parametrize("args, expected", [
     (lambda d, t: [f"--teacher={t}", "--dataset=digits"],
      r"--teacher: is a segmentation model but the dataset digits is classification"),
     (lambda d, t: [f"--teacher={t}", "--student=lenet5_half"],
      r"--student: lenet5_half is a classification model but the teacher is a segmentation model"),
-    (lambda d, t: [f"--teacher={save_model(d / 'grey.keras', models.build_model('deeplabv3_mobilenet_v2', (8, 8, 1), 4))}"],
+    (lambda d, t: [f"--teacher={save_model(d / 'grey.keras', grey_segmenter())}"],
      r"--teacher: takes images of shape \(None, None, 1\) but the dataset shapes has \(48, 48, 3\)"),
-    (lambda d, t: [f"--teacher={save_model(d / 'fixed.keras', keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 1)]))}", "--dataset=none", "--image_size=48,48"],
+    (lambda d, t: [f"--teacher={save_model(d / 'fixed.keras', fixed_size_segmenter())}", "--dataset=none",
+                   "--image_size=48,48"],
      r"--image_size: the teacher only takes images of shape \(32, 32, 3\)"),
     (lambda d, t: [f"--teacher={t}", "--dataset=none"],
      r"--image_size: the teacher takes images of any size: say which to generate"),
@@ -196,15 +205,14 @@ def test_bad_segmentation_input_is_one_line_and_writes_nothing(tmp_path, capsys,
     assert files_with_contents(model_dir) == before
 
 
-def test_a_camvid_folder_in_the_wrong_layout_is_one_line(tmp_path, capsys):
-    (tmp_path / "images").mkdir()
-    assert run_binary(train_teacher, f"--model_dir={tmp_path / 'run'}", "--dataset=camvid",
-                      f"--data_dir={tmp_path}", "--teacher_model=deeplabv3_mobilenet_v2") == 2
-    assert re.fullmatch(r"\S+: error: --data_dir: --dataset=camvid: expected \S+/train .*", one_line_error(capsys))
+@pytest.mark.parametrize("args, expected", [
+    (lambda d: ["--dataset=camvid", f"--data_dir={d}", "--teacher_model=deeplabv3_mobilenet_v2"],
+     r"--data_dir: --dataset=camvid: expected \S+/train .*"),
+    (lambda d: ["--dataset=shapes", "--teacher_model=lenet5"],
+     r"--teacher_model: lenet5 is a classification model but the dataset shapes is segmentation"),
+], ids=["camvid-layout", "classifier-teacher"])
+def test_bad_segmentation_teacher_training_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, expected):
+    (tmp_path / "images").mkdir()  # a CamVid folder without its train/ folders
+    assert run_binary(train_teacher, f"--model_dir={tmp_path / 'run'}", *args(tmp_path)) == 2
+    assert re.fullmatch(r"\S+: error: " + expected, one_line_error(capsys))
     assert not (tmp_path / "run").exists()
-
-
-def test_a_classifier_teacher_for_a_segmentation_dataset_is_one_line(tmp_path, capsys):
-    assert run_binary(train_teacher, f"--model_dir={tmp_path}", "--dataset=shapes", "--teacher_model=lenet5") == 2
-    assert one_line_error(capsys).endswith(
-        "--teacher_model: lenet5 is a classification model but the dataset shapes is segmentation")

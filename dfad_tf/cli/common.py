@@ -5,8 +5,7 @@ import functools
 import os
 import sys
 
-from absl import app, flags
-from absl import logging as absl_logging
+from absl import app, flags, logging as absl_logging
 
 from dfad_tf import config, data, fileio, models
 
@@ -21,9 +20,11 @@ flags.DEFINE_enum("dataset", "digits", sorted(data.SOURCES) + [NO_DATASET],
                   "--data_dir; the others load through tensorflow_datasets from --data_dir. Distillation "
                   "itself never reads its images; "
                   f"'{NO_DATASET}' distills with no labelled data at all (needs --teacher).")
-flags.DEFINE_string("data_dir", None, "The folder of --dataset=camvid or nyuv2 (layouts in README), or the "
-                                      "tensorflow_datasets data directory (default: tfds's own, ~/tensorflow_datasets).")
-flags.DEFINE_string("model_dir", None, "Output directory of the run (required by train_teacher and distill); created if missing.")
+flags.DEFINE_string("data_dir", None,
+                     "The folder of --dataset=camvid or nyuv2 (layouts in README), or the tensorflow_datasets data "
+                     "directory (default: tfds's own, ~/tensorflow_datasets).")
+flags.DEFINE_string("model_dir", None,
+                     "Output directory of the run (required by train_teacher and distill); created if missing.")
 flags.register_validator("model_dir", lambda path: path is None or not fileio.is_file(path),
                          message="--model_dir names an existing file; give a folder (a new one, or an earlier run's)")
 flags.DEFINE_string("config", None, "A configuration shipped with dfad_tf, by name: the flagfile flags/NAME.cfg "

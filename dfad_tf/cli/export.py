@@ -37,8 +37,7 @@ import os
 
 from absl import flags
 
-from dfad_tf import edge_report, export
-from dfad_tf import run as library
+from dfad_tf import edge_report, export, run as library
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS

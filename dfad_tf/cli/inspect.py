@@ -18,8 +18,7 @@ import warnings
 
 from absl import flags
 
-from dfad_tf import models, profile
-from dfad_tf import run as library
+from dfad_tf import models, profile, run as library
 from dfad_tf.cli import common
 
 FLAGS = flags.FLAGS
@@ -35,7 +34,8 @@ def describe(model, image_shape):
     with warnings.catch_warnings():  # the report names the layers not counted itself
         warnings.simplefilter("ignore")
         macs = profile.macs_per_image(model, image_shape)
-    return {"name": model.name, "input_shape": list(model.input_shape[1:]), "output_shape": list(model.output_shape[1:]),
+    return {"name": model.name, "input_shape": list(model.input_shape[1:]),
+            "output_shape": list(model.output_shape[1:]),
             "parameters": int(model.count_params()), "macs_per_image": macs,
             "macs_not_counted_in": profile.uncounted_layers(model), "batchnorm_layers": profile.batchnorm_layers(model)}
 

@@ -12,7 +12,7 @@ Example:
 """
 
 from dfad_tf.data import digits, segmentation, shapes, tfds_sources
-from dfad_tf.data.spec import DatasetSpec
+from dfad_tf.data.spec import DatasetSpec as DatasetSpec  # re-exported: the type `spec` returns
 
 SOURCES = {
     "digits": digits,

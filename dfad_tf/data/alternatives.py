@@ -17,17 +17,17 @@ Example:
 >>> images = alternative_images("printed_digits", data.spec("digits"), count=256)
 """
 
+import matplotlib
 import numpy as np
 import tensorflow as tf
+from matplotlib import font_manager
+from PIL import Image, ImageDraw, ImageFont
+from sklearn.datasets import load_sample_images
 
 ALTERNATIVES = ("printed_digits", "photo_patches", "gaussian_noise")
 
 
 def _printed_digits(count, size, rng):
-    import matplotlib
-    from matplotlib import font_manager
-    from PIL import Image, ImageDraw, ImageFont
-
     fonts = sorted(path for path in font_manager.findSystemFonts(matplotlib.get_data_path() + "/fonts/ttf")
                    if "DejaVu" in path and "Display" not in path)  # the Display fonts lack digits
     images = np.zeros((count, size, size), np.float32)
@@ -43,8 +43,6 @@ def _printed_digits(count, size, rng):
 
 
 def _photo_patches(count, size, rng):
-    from sklearn.datasets import load_sample_images
-
     photos = [np.asarray(photo, np.float32).mean(-1) / 255.0 for photo in load_sample_images().images]
     images = np.zeros((count, size, size, 1), np.float32)
     for i in range(count):

@@ -6,6 +6,7 @@ stratified split, and normalised with MNIST's mean and standard deviation.
 
 import numpy as np
 import tensorflow as tf
+from sklearn import datasets, model_selection
 
 from dfad_tf.data.spec import DatasetSpec
 
@@ -32,8 +33,6 @@ def arrays(split):
 
 
 def _unit_arrays(split):
-    from sklearn import datasets, model_selection
-
     digits = datasets.load_digits()
     indices = np.arange(len(digits.target))
     train, test = model_selection.train_test_split(

@@ -2,6 +2,7 @@
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from dfad_tf.data.spec import DatasetSpec
 
@@ -50,8 +51,6 @@ class TfdsSource:
         self.crop = crop
 
     def _read(self, split, data_dir, decoders=None):
-        import tensorflow_datasets as tfds
-
         try:
             return tfds.load(self.tfds_name, split=split, data_dir=data_dir, as_supervised=True,
                              decoders=decoders)
@@ -105,8 +104,6 @@ class ResplitTfdsSource(TfdsSource):
         self.seed = seed
 
     def _examples(self, split, data_dir):
-        import tensorflow_datasets as tfds
-
         pooled = "train+test"
         # One pass over the labels only (images not decoded) fixes which example goes where.
         labels = np.fromiter(
