@@ -3,17 +3,20 @@
 A recipe fixes what the generator optimises and how the student learns from
 its images; the models, schedule and batch size stay separate. `paper` is
 DFAD exactly as Fang et al. publish it. `robust` (the default) is the same
-min-max game made to hold for teachers dfad_tf did not train: a discrepancy on
-standardised logits (a teacher's logit scale no longer matters), generated
-pixels clipped to the real pixel range of the teacher's input convention, a
-replay memory of generated images, and a BatchNorm prior switched on by itself
-when the teacher's BatchNorm layers can be read. README's "Recipes" section
-has the ablation behind each part.
+min-max game made to hold for teachers dfad_tf did not train, in one of two
+ways depending on what the teacher lets us read. When its BatchNorm layers can
+be read, a BatchNorm prior (DeepInversion's) keeps generated images where the
+teacher's training images were, in its range and with its logit scale, and the
+discrepancy is the paper's. Otherwise (a SavedModel, a teacher without
+BatchNorm) two guards stand in for it: the discrepancy is taken on
+standardised logits (a teacher's logit scale no longer matters) and generated
+pixels are clipped to the real pixel range of the teacher's input convention.
+README's "Recipes" section has the measurements behind each choice.
 
 Example:
->>> recipe = RECIPES["robust"]
->>> recipe.generator_loss_weights(teacher)   # a Conv-BN teacher
-{'adversarial': 1.0, 'batchnorm_kl': 1.0}
+>>> RECIPES["robust"].parts(conv_bn_teacher)
+{'standardize_logits': False, 'clip_pixels': False, 'replay_memory': 0,
+ 'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
 """
 
 import dataclasses
@@ -27,13 +30,15 @@ class Recipe:
 
     Args:
         standardize_logits: compare teacher and student logits after
-            standardising each vector (`losses.Discrepancy`).
+            standardising each vector (`losses.Discrepancy`), unless the
+            BatchNorm prior is on.
         clip_pixels: clip generated images to the real pixel range
-            (`conventions.PixelRange`).
+            (`conventions.PixelRange`), unless the BatchNorm prior is on.
         replay_memory: images in the replay memory (0 for none).
         weights: generator loss weights (`objectives.TERMS`).
-        batchnorm_prior: weight of the `batchnorm_kl` term, added when the
-            teacher has BatchNorm layers that can be read (0 for never).
+        batchnorm_prior: weight of the `batchnorm` term, added when the
+            teacher has BatchNorm layers that can be read (0 for never); it
+            then replaces standardised logits and clipped pixels.
     """
 
     standardize_logits: bool
@@ -42,17 +47,19 @@ class Recipe:
     weights: tuple  # (term, weight) pairs: a frozen dataclass needs hashable fields
     batchnorm_prior: float
 
-    def generator_loss_weights(self, teacher):
-        """The generator's loss weights for `teacher`: the BatchNorm prior only where it can be computed."""
-        weights = dict(self.weights)
+    def parts(self, teacher):
+        """The recipe's parts for `teacher`: the `config.ObjectiveConfig` fields it decides."""
+        parts = {"standardize_logits": self.standardize_logits, "clip_pixels": self.clip_pixels,
+                 "replay_memory": self.replay_memory, "generator_loss_weights": dict(self.weights)}
         if self.batchnorm_prior and objectives.readable_batchnorms(teacher):
-            weights["batchnorm_kl"] = self.batchnorm_prior
-        return weights
+            parts.update(standardize_logits=False, clip_pixels=False)
+            parts["generator_loss_weights"]["batchnorm"] = self.batchnorm_prior
+        return parts
 
 
 RECIPES = {
     "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0,
                     weights=(("adversarial", 1.0),), batchnorm_prior=0.0),
-    "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=8192,
+    "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0,
                      weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
 }

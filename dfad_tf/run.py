@@ -387,8 +387,7 @@ def resolve_objective(objective, teacher):
         raise ConfigError("objective.recipe", f"unknown recipe {objective.recipe!r}; choose one of: "
                                               f"{', '.join(recipes.RECIPES)}")
     recipe = recipes.RECIPES[objective.recipe]
-    parts = {name: getattr(recipe, name) for name in ("standardize_logits", "clip_pixels", "replay_memory")}
-    parts["generator_loss_weights"] = recipe.generator_loss_weights(teacher)
+    parts = recipe.parts(teacher)
     return dataclasses.replace(objective, **{name: value for name, value in parts.items()
                                              if getattr(objective, name) is None})
 

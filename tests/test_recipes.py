@@ -1,4 +1,4 @@
-"""Named recipes: the paper's DFAD as published, and the default that switches its BatchNorm prior on by itself."""
+"""Named recipes: the paper's DFAD as published, and the default that picks its parts for the teacher."""
 
 import keras
 import numpy as np
@@ -10,20 +10,30 @@ from dfad_tf.data import digits
 
 def test_the_paper_recipe_is_dfad_as_published():
     paper = recipes.RECIPES["paper"]
-    assert (paper.standardize_logits, paper.clip_pixels, paper.replay_memory) == (False, False, 0)
-    assert paper.generator_loss_weights(models.build_classifier("lenet5", (32, 32, 1), 10)) == {"adversarial": 1.0}
+    as_published = {"standardize_logits": False, "clip_pixels": False, "replay_memory": 0,
+                    "generator_loss_weights": {"adversarial": 1.0}}
+    assert paper.parts(models.build_classifier("lenet5", (32, 32, 1), 10)) == as_published
+    assert paper.parts(conv_bn_classifier()) == as_published  # never a prior, even where one could be read
 
 
-def test_the_batchnorm_prior_is_on_for_a_teacher_with_readable_batchnorm_and_off_otherwise(unit_bn_teacher, tmp_path):
+def conv_bn_classifier():
+    inputs = keras.Input((32, 32, 1))
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def test_the_batchnorm_prior_replaces_the_two_guards_where_batchnorm_can_be_read(unit_bn_teacher, tmp_path):
     robust = recipes.RECIPES["robust"]
-    assert robust.generator_loss_weights(unit_bn_teacher) == {"adversarial": 1.0,
-                                                              "batchnorm_kl": robust.batchnorm_prior}
-    no_batchnorm = models.build_classifier("lenet5", (32, 32, 1), 10)
-    assert robust.generator_loss_weights(no_batchnorm) == {"adversarial": 1.0}
+    assert robust.parts(unit_bn_teacher) == {
+        "standardize_logits": False, "clip_pixels": False, "replay_memory": 0,
+        "generator_loss_weights": {"adversarial": 1.0, "batchnorm": robust.batchnorm_prior}}
+    guarded = {"standardize_logits": True, "clip_pixels": True, "replay_memory": 0,
+               "generator_loss_weights": {"adversarial": 1.0}}
+    assert robust.parts(models.build_classifier("lenet5", (32, 32, 1), 10)) == guarded
     # The same Conv-BN teacher as a SavedModel exposes no layer: no prior can be computed.
     unit_bn_teacher.export(tmp_path / "saved")
     wrapped = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.TFSMLayer(tmp_path / "saved")])
-    assert robust.generator_loss_weights(wrapped) == {"adversarial": 1.0}
+    assert robust.parts(wrapped) == guarded
 
 
 @pytest.mark.parametrize("convention, expected", [("unit", (0.0, 1.0)), ("symmetric", (-1.0, 1.0)),

@@ -37,21 +37,21 @@ flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
 flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
                   "What the generator optimises and how the student learns: robust (the default, for any teacher: "
-                  "standardized logits, clipped pixels, a replay memory, a BatchNorm prior when the teacher's "
-                  "BatchNorm layers can be read) or paper (DFAD exactly as published). The four flags below "
-                  "override single parts of it.")
+                  "a BatchNorm prior when the teacher's BatchNorm layers can be read, else standardized logits "
+                  "and clipped pixels) or paper (DFAD exactly as published). The four flags below override "
+                  "single parts of it.")
 flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
-                  "scale (same argmax). Default: from --recipe (robust: on; paper: off).")
+                  "scale (same argmax). Default: from --recipe (robust: on unless the BatchNorm prior is; paper: off).")
 flags.DEFINE_integer("replay_memory", None,
                      "Images kept in a replay memory of recent generated images; every imitation step also trains "
                      "the student on as many images drawn from it, so it does not forget what earlier generators "
-                     "taught it (0: none). Default: from --recipe (robust: 8192; paper: 0).", lower_bound=0)
+                     "taught it (0: none). Default: from --recipe (0 in both).", lower_bound=0)
 flags.DEFINE_bool("clip_pixels", None,
                   "Clip generated images to the range real pixels have in the teacher's input convention (black to "
                   "white), so that the generator cannot invent pixels no teacher was trained on. Default: from "
-                  "--recipe (robust: on; paper: off).")
+                  "--recipe (robust: on unless the BatchNorm prior is; paper: off).")
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
@@ -83,7 +83,7 @@ flags.DEFINE_list("generator_loss_weights", None,
                   "discrepancy), batchnorm and batchnorm_kl (match the teacher's BatchNorm statistics, a prior as in "
                   "DeepInversion and DFQ; batchnorm_kl is the same in size for any teacher), one_hot, activation "
                   "and balance (DAFL's terms), smoothness (an image prior needing only the teacher's outputs). "
-                  "Default: from --recipe (paper: adversarial=1; robust: adversarial=1, plus batchnorm_kl=1 when "
+                  "Default: from --recipe (paper: adversarial=1; robust: adversarial=1, plus batchnorm=1 when "
                   "the teacher's BatchNorm layers can be read). DAFL is one_hot=1,activation=0.1,balance=5.")
 flags.DEFINE_string("fixed_generator", None,
                     "A generator.keras of an earlier run: train a fresh student on its images, the generator "
