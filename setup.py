@@ -38,7 +38,7 @@ setup(
         "ai-edge-litert",
         "numpy",
     ],
-    extras_require={"qat": QAT, "test": ["pytest", "ruff", *QAT]},
+    extras_require={"qat": QAT, "test": ["pytest", "pytest-xdist", "ruff", *QAT]},
     entry_points={
         "console_scripts": [
             "dfad-train-teacher=dfad_tf.cli.train_teacher:run",
