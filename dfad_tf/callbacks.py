@@ -159,7 +159,7 @@ class GeneratedImages(keras.callbacks.Callback):
             grid = image_grid(side_by_side(images, masks, num_classes=teacher.output_shape[-1]), rescale=False)
         else:
             grid = labelled_grid(images, np.argmax(teacher(images, training=False), axis=-1),
-                                 np.argmax(distiller.student(images, training=False), axis=-1), self.class_names)
+                                 np.argmax(distiller.kept_student()(images, training=False), axis=-1), self.class_names)
         _write_picture(self.writer, "generated_samples", grid, int(distiller.iteration.numpy()),
                        self.image_dir and os.path.join(self.image_dir, f"epoch_{epoch + 1:03d}.png"))
 
@@ -189,7 +189,7 @@ class SegmentationPictures(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         distiller = self.model
         teacher = np.argmax(distiller.teacher(self.images, training=False), axis=-1)
-        student = np.argmax(distiller.student(self.images, training=False), axis=-1)
+        student = np.argmax(distiller.kept_student()(self.images, training=False), axis=-1)
         rows = side_by_side(self.images, self.labels, teacher, student,
                             num_classes=distiller.teacher.output_shape[-1])
         _write_picture(self.writer, "real_images_truth_teacher_student", image_grid(rows, rescale=False),
@@ -309,8 +309,9 @@ class GeneratedAgreement(keras.callbacks.Callback):
     """Adds `gen_agreement` to the epoch logs: a model-selection signal without data.
 
     The fraction of a fixed bank of generated images (fixed noise through the
-    current generator, in inference mode) on which the student's top-1 class
-    equals the teacher's (for segmentation, the fraction of their pixels). The
+    current generator, in inference mode) on which the top-1 class of the
+    student the distiller keeps (`kept_student`) equals the teacher's (for
+    segmentation, the fraction of their pixels). The
     generator is trained to find images where the two disagree, so a student
     that agrees on them has caught up with the hardest samples the run can
     make. Outputs that are not finite (NaN, inf) never count as agreeing.
@@ -334,11 +335,11 @@ class GeneratedAgreement(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         distiller = self.model
         latents = _fixed_latents(self.num_samples, distiller.generator.input_shape[-1], self.seed)
-        agree = 0
+        agree, student_model = 0, distiller.kept_student()
         for start in range(0, self.num_samples, self.batch_size):
             images = distiller.generator(latents[start:start + self.batch_size], training=False)
             teacher, student = (np.asarray(model(images, training=False))
-                                for model in (distiller.teacher, distiller.student))
+                                for model in (distiller.teacher, student_model))
             # argmax reads a NaN as the largest value: outputs that are not all finite never agree.
             finite = np.isfinite(teacher).all(axis=-1) & np.isfinite(student).all(axis=-1)
             agree += float(np.mean(finite & (teacher.argmax(-1) == student.argmax(-1)))) * len(images)
@@ -435,6 +436,9 @@ class StopOnDivergence(keras.callbacks.Callback):
 class BestStudentCheckpoint(keras.callbacks.Callback):
     """Saves the student whenever `monitor` reaches a new best, never a worse one.
 
+    The student saved is the one the distiller keeps (`kept_student`: the
+    average of its weights when the run averages them).
+
     The best value is kept in a JSON file beside the model, so a resumed or a
     repeated run in the same place only replaces the student when it beats the
     one already on disk.
@@ -489,7 +493,7 @@ class BestStudentCheckpoint(keras.callbacks.Callback):
             self.best = float(value)
             self.improved = True
             with fileio.atomic_path(self.filepath) as tmp:
-                precision.float32_copy(self.model.student).save(tmp)
+                precision.float32_copy(self.model.kept_student()).save(tmp)
             if self.generator_path:
                 with fileio.atomic_path(self.generator_path) as tmp:
                     precision.float32_copy(self.model.generator).save(tmp)

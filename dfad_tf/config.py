@@ -184,6 +184,7 @@ class ObjectiveConfig:
         generator_loss_weights: weights of the generator's terms (`objectives.TERMS`).
         replay_memory: images kept in the replay memory (0: none).
         clip_pixels: clip generated images to the real pixel range of the teacher's convention.
+        student_average: momentum of the average of the student's weights that the run keeps (0: none).
     """
 
     recipe: str = "robust"
@@ -192,6 +193,7 @@ class ObjectiveConfig:
     generator_loss_weights: dict | None = None
     replay_memory: int | None = None
     clip_pixels: bool | None = None
+    student_average: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from dfad_tf import distribute, losses, memory, models, objectives
+from dfad_tf import averaging, distribute, losses, memory, models, objectives
 
 
 class DataFreeDistiller(keras.Model):
@@ -47,6 +47,11 @@ class DataFreeDistiller(keras.Model):
     noise), so the student keeps agreeing with the teacher where earlier
     generators led it, on any number of replicas alike.
 
+    With `student_average`, the distiller also keeps a momentum average of the
+    student's weights (`averaging.WeightAverage`, updated after every
+    iteration): the student the run keeps (`kept_student()`), which
+    `evaluate()` and validation measure.
+
     Teacher and student may be classifiers or segmentation models alike: the
     discrepancy compares their logits, per image or per pixel. Models that
     take any image size are fed generated images of the generator's size.
@@ -59,6 +64,9 @@ class DataFreeDistiller(keras.Model):
         imitation_steps: student updates per generator update (k, 5 in the paper).
         seed: integer seed of the latent noise.
         replay_memory: images kept in the replay memory; 0 for none (the paper's DFAD).
+        student_average: momentum of the average of the student's weights, in
+            [0, 1): about `1 / (1 - student_average)` iterations are averaged;
+            0 for none (the paper's DFAD: the student kept is the one trained).
         name: model name.
         **kwargs: passed to `keras.Model`.
 
@@ -80,7 +88,7 @@ class DataFreeDistiller(keras.Model):
     """
 
     def __init__(self, teacher, student, generator, imitation_steps=5, seed=0, replay_memory=0,
-                 name="data_free_distiller", **kwargs):
+                 student_average=0.0, name="data_free_distiller", **kwargs):
         super().__init__(name=name, **kwargs)
         for role, model in (("teacher", teacher), ("student", student), ("generator", generator)):
             if not isinstance(model, keras.Model):
@@ -106,6 +114,10 @@ class DataFreeDistiller(keras.Model):
         self.iteration = keras.Variable(0, dtype="int64", trainable=False, name="iteration",
                                         aggregation="only_first_replica")
         self.memory = memory.ReplayMemory(replay_memory, generator.output_shape[1:]) if replay_memory else None
+        if not 0 <= student_average < 1:
+            raise ValueError(f"student_average must be a momentum in [0, 1), got {student_average!r}")
+        self.average = averaging.WeightAverage(student, student_average) if student_average else None
+        self._kept_copy = None
         self.student_loss_tracker = keras.metrics.Mean(name="loss_S")
         self.generator_loss_tracker = keras.metrics.Mean(name="loss_G")
         self.built = True  # all its state lives in the three (built) models
@@ -160,6 +172,20 @@ class DataFreeDistiller(keras.Model):
 
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
+
+    def kept_student(self):
+        """The student this run keeps: with `student_average`, a copy holding the averaged weights.
+
+        Without it, the student itself. The copy is made once and refreshed at
+        each call (eagerly: call it between steps, e.g. from a callback).
+        """
+        if self.average is None:
+            return self.student
+        if self._kept_copy is None:  # not tracked: its weights are no state of the distiller
+            object.__setattr__(self, "_kept_copy", keras.models.clone_model(self.student))
+        self._kept_copy.set_weights([keras.ops.convert_to_numpy(value)
+                                     for value in self.average.values(self.student.weights)])
+        return self._kept_copy
 
     def save(self, filepath, *args, **kwargs):
         """Refused: the result of distillation is the student (`distiller.student.save(path)`).
@@ -223,6 +249,8 @@ class DataFreeDistiller(keras.Model):
         # averages once instead of k times, for no measured speed-up (benchmarks/README.md).
         for step in range(self.imitation_steps):
             student_loss = self._imitation_step(noise[:, step], step, rows)
+        if self.average is not None:
+            self.average.update(self.student)
         self.student_loss_tracker.update_state(_global_mean(student_loss))
         logs = {"loss_S": self.student_loss_tracker.result()}
         if self.generator.trainable:
@@ -257,13 +285,16 @@ class DataFreeDistiller(keras.Model):
                                self.generator_optimizer)
 
     def test_step(self, data):
-        """Measures the student on real labelled images.
+        """Measures the kept student (see `kept_student`) on real labelled images.
 
         Reports the compiled metrics and `loss_S`, the discrepancy between
         teacher and student on these real images.
         """
         images, labels = data[:2]
-        student_outputs = self.student(images, training=False)
+        if self.average is None:
+            student_outputs = self.student(images, training=False)
+        else:
+            student_outputs = self.average.call_model(self.student, images)
         teacher_outputs = self.teacher(images, training=False)
         self.student_loss_tracker.update_state(_global_mean(self.discrepancy(teacher_outputs, student_outputs)))
         logs = self.compute_metrics(images, labels, student_outputs)

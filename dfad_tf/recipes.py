@@ -15,7 +15,7 @@ README's "Recipes" section has the measurements behind each choice.
 
 Example:
 >>> RECIPES["robust"].parts(conv_bn_teacher)
-{'standardize_logits': False, 'clip_pixels': False, 'replay_memory': 0,
+{'standardize_logits': False, 'clip_pixels': False, 'replay_memory': 0, 'student_average': 0.0,
  'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
 """
 
@@ -35,6 +35,8 @@ class Recipe:
         clip_pixels: clip generated images to the real pixel range
             (`conventions.PixelRange`), unless the BatchNorm prior is on.
         replay_memory: images in the replay memory (0 for none).
+        student_average: momentum of the average of the student's weights
+            that the run keeps (`averaging.WeightAverage`; 0 for none).
         weights: generator loss weights (`objectives.TERMS`).
         batchnorm_prior: weight of the `batchnorm` term, added when the
             teacher has BatchNorm layers that can be read (0 for never); it
@@ -44,13 +46,15 @@ class Recipe:
     standardize_logits: bool
     clip_pixels: bool
     replay_memory: int
+    student_average: float
     weights: tuple  # (term, weight) pairs: a frozen dataclass needs hashable fields
     batchnorm_prior: float
 
     def parts(self, teacher):
         """The recipe's parts for `teacher`: the `config.ObjectiveConfig` fields it decides."""
         parts = {"standardize_logits": self.standardize_logits, "clip_pixels": self.clip_pixels,
-                 "replay_memory": self.replay_memory, "generator_loss_weights": dict(self.weights)}
+                 "replay_memory": self.replay_memory, "student_average": self.student_average,
+                 "generator_loss_weights": dict(self.weights)}
         if self.batchnorm_prior and objectives.readable_batchnorms(teacher):
             parts.update(standardize_logits=False, clip_pixels=False)
             parts["generator_loss_weights"]["batchnorm"] = self.batchnorm_prior
@@ -58,8 +62,8 @@ class Recipe:
 
 
 RECIPES = {
-    "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0,
+    "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0, student_average=0.0,
                     weights=(("adversarial", 1.0),), batchnorm_prior=0.0),
-    "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0,
+    "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0, student_average=0.0,
                      weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
 }

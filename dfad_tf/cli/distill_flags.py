@@ -38,8 +38,8 @@ flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
 flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
                   "What the generator optimises and how the student learns: robust (the default, for any teacher: "
                   "a BatchNorm prior when the teacher's BatchNorm layers can be read, else standardized logits "
-                  "and clipped pixels) or paper (DFAD exactly as published). The four flags below override "
-                  "single parts of it.")
+                  "and clipped pixels) or paper (DFAD exactly as published). --standardize_logits, --replay_memory, "
+                  "--clip_pixels, --student_average and --generator_loss_weights override single parts of it.")
 flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
@@ -52,6 +52,11 @@ flags.DEFINE_bool("clip_pixels", None,
                   "Clip generated images to the range real pixels have in the teacher's input convention (black to "
                   "white), so that the generator cannot invent pixels no teacher was trained on. Default: from "
                   "--recipe (robust: on unless the BatchNorm prior is; paper: off).")
+flags.DEFINE_float("student_average", None,
+                   "Momentum of an average of the student's weights over its last iterations (about "
+                   "1 / (1 - momentum) of them), updated after every iteration: the student measured each epoch, "
+                   "kept and exported, steadier than the one trained (0: none, keep the trained student). "
+                   "Default: from --recipe (0 in both).", lower_bound=0.0, upper_bound=0.9999)
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
@@ -128,7 +133,7 @@ FIELDS = {
     "image_size": "schedule.image_size",
     "recipe": "objective.recipe", "loss": "objective.loss", "standardize_logits": "objective.standardize_logits",
     "generator_loss_weights": "objective.generator_loss_weights", "replay_memory": "objective.replay_memory",
-    "clip_pixels": "objective.clip_pixels",
+    "clip_pixels": "objective.clip_pixels", "student_average": "objective.student_average",
     "strategy": "precision.strategy", "sync_batchnorm": "precision.sync_batchnorm",
     "mixed_precision": "precision.mixed_precision", "jit_compile": "precision.jit_compile",
     "export": "export.formats", "calibration_images": "export.calibration_images", "int8_io": "export.int8_io",
@@ -149,7 +154,7 @@ def distill_config():
     base = recorded or config.DistillConfig(model_dir=FLAGS.model_dir)
     if recorded is not None and FLAGS["recipe"].present:  # the recorded parts are the old recipe's
         base = dataclasses.replace(base, objective=dataclasses.replace(base.objective, **dict.fromkeys(
-            ("standardize_logits", "clip_pixels", "replay_memory", "generator_loss_weights"))))
+            ("standardize_logits", "clip_pixels", "replay_memory", "student_average", "generator_loss_weights"))))
     with common.flag_errors(FIELDS):
         built = common.from_flags(base, FIELDS, CONVERTERS, only_present=recorded is not None)
     # --output_stride is the student's as well as the teacher's

@@ -1,0 +1,59 @@
+"""The average of the student's weights: what it computes, what the distiller measures and keeps."""
+
+import keras
+import numpy as np
+import pytest
+
+from dfad_tf import averaging, models, optimizers
+from dfad_tf.distiller import DataFreeDistiller
+
+
+def distiller_and_weights_per_iteration(momentum, iterations):
+    keras.utils.set_random_seed(0)
+    teacher = models.build_classifier("lenet5", (32, 32, 1), 10)
+    student = models.build_classifier("lenet5_half", (32, 32, 1), 10)
+    generator = models.build_generator("generator_a", 16, (32, 32, 1), width=4)
+    distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=1, student_average=momentum)
+    distiller.compile(*optimizers.paper_optimizers(0.1, weight_decay=0), metrics=["accuracy"])
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(student.get_weights()))
+    distiller.fit(batch_size=8, steps_per_epoch=iterations, epochs=1, verbose=0, callbacks=[record])
+    return distiller, seen
+
+
+def test_the_average_weighs_recent_iterations_then_keeps_its_momentum():
+    distiller, seen = distiller_and_weights_per_iteration(0.5, iterations=6)
+    expected = seen[0]  # the first update copies: no trace of the initial weights
+    for n, weights in enumerate(seen[1:], start=1):
+        momentum = min(0.5, n / (n + 3))  # 0.25, 0.4, 0.5, 0.5, 0.5
+        expected = [momentum * a + (1 - momentum) * w for a, w in zip(expected, weights)]
+    kept = distiller.kept_student()
+    assert kept is not distiller.student
+    for got, want, last in zip(kept.get_weights(), expected, seen[-1]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert any(not np.allclose(want, last) for want, last in zip(expected, seen[-1]))  # not just the last student
+
+
+def test_evaluate_measures_the_kept_student_and_without_an_average_that_is_the_student(digits_arrays):
+    images, labels = digits_arrays
+    distiller, _ = distiller_and_weights_per_iteration(0.9, iterations=5)
+    kept = distiller.kept_student()
+    result = distiller.evaluate(images, labels, batch_size=len(images), verbose=0, return_dict=True)
+    kept_outputs, teacher_outputs = kept.predict(images, verbose=0), distiller.teacher.predict(images, verbose=0)
+    assert result["loss_S"] == pytest.approx(float(np.mean(np.abs(teacher_outputs - kept_outputs))), rel=1e-4)
+    assert result["accuracy"] == pytest.approx(float(np.mean(kept_outputs.argmax(-1) == labels)))
+    student_outputs = distiller.student.predict(images, verbose=0)
+    assert not np.allclose(student_outputs, kept_outputs)
+    plain, _ = distiller_and_weights_per_iteration(0.0, iterations=1)
+    assert plain.kept_student() is plain.student and plain.average is None
+
+
+@pytest.mark.parametrize("momentum", [1.0, -0.1])
+def test_a_momentum_outside_zero_to_one_is_refused(momentum):
+    student = models.build_classifier("lenet5_half", (32, 32, 1), 10)
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+        averaging.WeightAverage(student, momentum)
+    generator = models.build_generator("generator_a", 16, (32, 32, 1), width=4)
+    with pytest.raises(ValueError, match=r"student_average must be a momentum in \[0, 1\)"):
+        DataFreeDistiller(models.build_classifier("lenet5", (32, 32, 1), 10), student, generator,
+                          student_average=momentum)
