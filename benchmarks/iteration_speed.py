@@ -6,11 +6,16 @@ the script starts one worker process per implementation: dfad_tf variants
 virtual environment, created on first use) and two matmul probes that measure
 this machine's float32 and bfloat16 rates. After each worker's warm-up it runs
 `--repeats` rounds, each timing every worker once, in rotating order, so the
-noise of a shared machine hits all of them alike. It prints medians over the
+noise of a shared machine hits all of them alike; while one worker is timed
+the others are stopped (SIGSTOP), so that no thread of an idle worker (a
+spinning thread pool, a Python garbage collection) competes with it for the
+cores. It prints medians over the
 rounds of: iterations per second, the ratio to the PyTorch reference in the
 same round (and to the first variant), the fraction of the float32 and
 bfloat16 matmul rates reached (the roofline: these convolutions are compute
-bound), and peak memory.
+bound), peak memory, and the spread of each worker's rate over the rounds
+((max - min) / median), with a warning for any over 10 %: such a run does
+not reproduce, and its ratios should not be published.
 
     python benchmarks/iteration_speed.py --configs=lenet5:128 --repeats=5
 
@@ -25,6 +30,7 @@ asserts nothing and takes minutes.
 import argparse
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -37,6 +43,7 @@ CONFIGS = {
 }
 MATMUL_SIZE = 2048
 IMITATION_STEPS = 5
+MAX_SPREAD = 0.10
 
 
 def parse_variant(name):
@@ -190,6 +197,9 @@ class Worker:
     def time_round(self):
         self.seconds.append(self.ask(f"run {self.units}"))
 
+    def pause(self, paused=True):
+        os.kill(self.process.pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
     def close(self):
         rss = self.ask("rss")
         self.process.stdin.close()
@@ -226,7 +236,14 @@ def benchmark(config, batch_size, args, torch_python):
         worker.wait_ready()
     for round_ in range(args.repeats):
         for worker in workers[round_ % len(workers):] + workers[:round_ % len(workers)]:
-            worker.time_round()
+            others = [other for other in workers if other is not worker]
+            for other in others:
+                other.pause()
+            try:
+                worker.time_round()
+            finally:
+                for other in others:
+                    other.pause(False)
         print(f"  {config}:{batch_size} round {round_ + 1}/{args.repeats} done", file=sys.stderr, flush=True)
     rss = {worker.name: worker.close() for worker in workers}
     return workers, rss
@@ -247,8 +264,8 @@ def report(config, batch_size, args, workers, rss):
           f"bfloat16 {statistics.median(peak['bfloat16']) / 1e9:.0f} GFLOP/s "
           f"(medians of {args.repeats} rounds)\n")
     print(f"| implementation | iterations/s | vs PyTorch | vs {args.variants[0]} | GFLOP/s | of float32 roofline "
-          "| of bfloat16 roofline | peak RSS MiB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| of bfloat16 roofline | peak RSS MiB | spread |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for worker in workers:
         if worker.name.startswith("matmul"):
             continue
@@ -259,7 +276,16 @@ def report(config, batch_size, args, workers, rss):
                      for precision in ("float32", "bfloat16")]
         print(f"| {worker.name} | {statistics.median(rate):.3f} | {ratio} | {gain:.2f} | "
               f"{statistics.median(rate) * flops / 1e9:.0f} | {fractions[0]} | {fractions[1]} | "
-              f"{rss[worker.name]:.0f} |", flush=True)
+              f"{rss[worker.name]:.0f} | {spread(rate):.0%} |", flush=True)
+    unsteady = [f"{name} {spread(rate):.0%}" for name, rate in rates.items() if spread(rate) > MAX_SPREAD]
+    if unsteady:
+        print(f"\nWARNING: rates spread by more than {MAX_SPREAD:.0%} over the rounds ({', '.join(unsteady)}): "
+              "this run does not reproduce; rerun on an idle machine", flush=True)
+
+
+def spread(rates):
+    """(max - min) / median of a worker's rates over the rounds."""
+    return (max(rates) - min(rates)) / statistics.median(rates)
 
 
 def main():
