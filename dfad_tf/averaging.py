@@ -38,7 +38,7 @@ class WeightAverage(keras.layers.Layer):
     >>> average = WeightAverage(student, momentum=0.998)
     >>> average.update(student)  # after each training step
     >>> outputs = average.call_model(student, images)  # the student with the averaged weights
->>> copy.set_weights(average.values(student.weights))  # copy: a clone of the student
+    >>> copy.set_weights(average.values(student.weights))  # copy: a clone of the student
     """
 
     def __init__(self, model, momentum, name="student_average", **kwargs):
