@@ -44,7 +44,7 @@ class WeightAverage(keras.layers.Layer):
     def __init__(self, model, momentum, name="student_average", **kwargs):
         super().__init__(name=name, dtype="float32", **kwargs)
         if not 0 <= momentum < 1:
-            raise ValueError(f"the average's momentum must be in [0, 1), got {momentum!r}")
+            raise ValueError(f"the average's momentum (student_average) must be in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
         self.count = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False, name="count",
                                      aggregation="only_first_replica")

@@ -114,8 +114,6 @@ class DataFreeDistiller(keras.Model):
         self.iteration = keras.Variable(0, dtype="int64", trainable=False, name="iteration",
                                         aggregation="only_first_replica")
         self.memory = memory.ReplayMemory(replay_memory, generator.output_shape[1:]) if replay_memory else None
-        if not 0 <= student_average < 1:
-            raise ValueError(f"student_average must be a momentum in [0, 1), got {student_average!r}")
         self.average = averaging.WeightAverage(student, student_average) if student_average else None
         self._kept_copy = None
         self.student_loss_tracker = keras.metrics.Mean(name="loss_S")

@@ -51,9 +51,9 @@ def test_evaluate_measures_the_kept_student_and_without_an_average_that_is_the_s
 @pytest.mark.parametrize("momentum", [1.0, -0.1])
 def test_a_momentum_outside_zero_to_one_is_refused(momentum):
     student = models.build_classifier("lenet5_half", (32, 32, 1), 10)
-    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"momentum \(student_average\) must be in \[0, 1\)"):
         averaging.WeightAverage(student, momentum)
     generator = models.build_generator("generator_a", 16, (32, 32, 1), width=4)
-    with pytest.raises(ValueError, match=r"student_average must be a momentum in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"momentum \(student_average\) must be in \[0, 1\)"):
         DataFreeDistiller(models.build_classifier("lenet5", (32, 32, 1), 10), student, generator,
                           student_average=momentum)
