@@ -21,7 +21,9 @@ Everything after `--` is passed to every `dfad-distill` run unchanged. Each run 
 `OUT/panel.md` and `OUT/panel.csv` give, per teacher and student, the teacher's held-out accuracy and
 the mean +- std over seeds of the held-out accuracy of the student each way of choosing it would
 give (metrics.json "selections"): without labels the last epoch or the epoch of best agreement on
-generated images, with labels the best epoch (the paper's protocol); and the wall time.
+generated images, with labels the best epoch (the paper's protocol); the wall time, and the
+minutes until the student first came within 2 points of the teacher (metrics.json
+"within_2_points_of_teacher"; the mean over the seeds that did).
 """
 
 import argparse
@@ -122,9 +124,17 @@ def run_panel(out, teachers, students, seeds, extra):
                              "last_epoch": choices["last_epoch"]["accuracy"],
                              "best_gen_agreement": choices["best_gen_agreement"]["accuracy"],
                              "best_epoch_with_labels": choices["best_epoch_with_labels"]["accuracy"],
-                             "seconds": metrics["this_run"]["seconds"]})
+                             "seconds": metrics["this_run"]["seconds"],
+                             "seconds_to_within_2_points": (metrics.get("within_2_points_of_teacher") or {}).get(
+                                 "seconds")})
                 _write(out, rows)
     return rows
+
+
+def _reached(group):
+    """Mean minutes to within 2 points of the teacher over the seeds that got there, and how many did."""
+    minutes = [r["seconds_to_within_2_points"] / 60 for r in group if r["seconds_to_within_2_points"] is not None]
+    return f"{np.mean(minutes):.1f} ({len(minutes)} of {len(group)})" if minutes else f"never (0 of {len(group)})"
 
 
 def _write(out, rows):
@@ -133,8 +143,9 @@ def _write(out, rows):
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| teacher | student | teacher | label-free: last epoch | label-free: best gen_agreement "
-             "| best epoch by labels | teacher - last epoch | minutes | last epoch per seed |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| best epoch by labels | teacher - last epoch | minutes | minutes to within 2 points "
+             "| last epoch per seed |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     cells = {}
     for row in rows:
         cells.setdefault((row["teacher"], row["student"]), []).append(row)
@@ -144,7 +155,7 @@ def _write(out, rows):
                      f"| {_summary([r['last_epoch'] for r in group])} "
                      f"| {_summary([r['best_gen_agreement'] for r in group])} "
                      f"| {_summary([r['best_epoch_with_labels'] for r in group])} | {gap:.3f} "
-                     f"| {np.mean([r['seconds'] for r in group]) / 60:.1f} "
+                     f"| {np.mean([r['seconds'] for r in group]) / 60:.1f} | {_reached(group)} "
                      f"| {', '.join('%.3f' % r['last_epoch'] for r in group)} |")
     with open(os.path.join(out, "panel.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

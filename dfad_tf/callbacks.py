@@ -2,6 +2,7 @@
 
 import csv
 import os
+import time
 
 import keras
 import matplotlib.colors
@@ -560,10 +561,12 @@ class HistoryCSV(keras.callbacks.Callback):
     """`keras.callbacks.CSVLogger`'s file, rewritten whole and atomically after each epoch.
 
     CSVLogger appends to an open file, which gs:// cannot do and a kill can
-    leave half-written; this works on any filesystem `fileio` does.
+    leave half-written; this works on any filesystem `fileio` does. A `seconds`
+    column holds the wall time from the start of training to each epoch's end,
+    counting the time of the runs before a resume.
 
     Args:
-        path: the CSV file: an `epoch` column, then the logs' keys in order.
+        path: the CSV file: an `epoch` column, then the logs' keys and `seconds`.
         append: keep the rows already in `path` (a resumed run).
 
     Example:
@@ -581,9 +584,11 @@ class HistoryCSV(keras.callbacks.Callback):
         if self.append and fileio.exists(self.path):
             with tf.io.gfile.GFile(self.path) as file:
                 self.rows = list(csv.DictReader(file))
+        earlier = _number(self.rows[-1].get("seconds")) if self.rows else 0.0
+        self.started = time.time() - (0.0 if np.isnan(earlier) else earlier)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.rows.append({"epoch": epoch, **(logs or {})})
+        self.rows.append({"epoch": epoch, **(logs or {}), "seconds": round(time.time() - self.started, 1)})
         keys = ["epoch"] + sorted({key for row in self.rows for key in row} - {"epoch"})
         with fileio.atomic_path(self.path) as tmp, open(tmp, "w", newline="") as file:
             writer = csv.DictWriter(file, keys, restval="NA")

@@ -157,3 +157,28 @@ def selections(history, metric="accuracy"):
     chosen = {"best_epoch_with_labels": int(np.argmax(scores)), "last_epoch": len(scores) - 1,
               "best_gen_agreement": int(np.argmax(agreement))}
     return {name: {"epoch": index + 1, metric: scores[index]} for name, index in chosen.items()}
+
+
+def first_within(history, target, metric="accuracy"):
+    """The first epoch whose student scored at least `target`, and when it ended; None if none did.
+
+    Args:
+        history: rows of `history.csv` (dicts with "epoch", `val_<metric>` and
+            "seconds"), in epoch order.
+        target: the held-out score to reach, e.g. the teacher's minus 0.02.
+        metric: "accuracy" or "miou".
+
+    Returns:
+        `{"epoch": 1-based epoch, "seconds": wall seconds of distillation to its end}`
+        (seconds None for a history written without them), or None.
+
+    Example:
+    >>> first_within([{"epoch": "0", "val_accuracy": "0.5", "seconds": "20.0"},
+    ...               {"epoch": "1", "val_accuracy": "0.9", "seconds": "41.5"}], 0.8)
+    {'epoch': 2, 'seconds': 41.5}
+    """
+    for index, row in enumerate(history):
+        if float(row[f"val_{metric}"]) >= target:
+            seconds = row.get("seconds")
+            return {"epoch": index + 1, "seconds": float(seconds) if seconds not in (None, "", "NA") else None}
+    return None

@@ -523,6 +523,9 @@ def _metrics(run_config, distiller, student, best, history, seconds, test_data, 
                           "of the best gen_agreement",
             "selection": f"student.keras is the student of the epoch with the best selection.monitor: val_{metric} "
                          f"(held-out {measure}) with labelled data, else the last epoch (monitor 'epoch')",
+            "within_2_points_of_teacher": f"the first epoch whose student's held-out {measure} was within 0.02 of "
+                                          "the teacher's, and the wall seconds of distillation to its end (null: "
+                                          "none was)",
         },
     }
     if test_data is not None:
@@ -532,7 +535,9 @@ def _metrics(run_config, distiller, student, best, history, seconds, test_data, 
         if record["monitor"] == f"val_{metric}":
             metrics[f"best_epoch_{metric}"] = record["value"]
         # Every epoch, those before a resume too.
-        metrics["selections"] = evaluation.selections(fileio.read_csv(os.path.join(model_dir, HISTORY_FILE)), metric)
+        epochs = fileio.read_csv(os.path.join(model_dir, HISTORY_FILE))
+        metrics["selections"] = evaluation.selections(epochs, metric)
+        metrics["within_2_points_of_teacher"] = evaluation.first_within(epochs, teacher_score - 0.02, metric)
         if "float32" in run_config.export.formats:
             logits = export_lib.tflite_predict(os.path.join(model_dir, export_lib.tflite_filename("float32")), images)
             metrics[f"student_tflite_{metric}"] = evaluation.score(logits, labels, spec)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from dfad_tf import export, fileio, models, precision
+from dfad_tf import evaluation, export, fileio, models, precision
 from dfad_tf.cli import distill, evaluate, export as export_binary, inspect as inspect_binary, train_teacher
 
 from conftest import TINY, files_with_contents, one_line_error, real_program, run_binary, without_gpu
@@ -39,6 +39,12 @@ def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     agreed = int(np.argmax(epochs["gen_agreement"]))
     assert choices["best_gen_agreement"] == {"epoch": agreed + 1,
                                              "accuracy": pytest.approx(epochs["val_accuracy"][agreed])}
+    # When the student first came within 2 points of the teacher, in epochs and wall seconds of distillation.
+    reached = np.flatnonzero(epochs["val_accuracy"] >= metrics["teacher_accuracy"] - 0.02)
+    first = metrics["within_2_points_of_teacher"]
+    assert first == (None if reached.size == 0 else
+                     {"epoch": reached[0] + 1, "seconds": pytest.approx(epochs["seconds"][reached[0]])})
+    assert np.all(np.diff(epochs["seconds"]) > 0) and epochs["seconds"][-1] <= metrics["this_run"]["seconds"]
     history = (finished_run / "history.csv").read_text().splitlines()
     assert len(history) == 3 and "val_accuracy" in history[0] and "gen_agreement" in history[0]
     assert sorted(os.listdir(finished_run / "samples")) == ["epoch_001.png", "epoch_002.png"]
@@ -55,6 +61,15 @@ def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"])
     assert os.path.exists(finished_run / "student_savedmodel" / "saved_model.pb")
     assert keras.saving.load_model(finished_run / "generator.keras").output_shape == (None, 32, 32, 1)
+
+
+def test_the_first_epoch_within_reach_of_the_teacher_is_read_off_the_history():
+    rows = [{"epoch": "0", "val_accuracy": "0.5", "seconds": "10.0"},
+            {"epoch": "1", "val_accuracy": "0.97", "seconds": "20.5"},
+            {"epoch": "2", "val_accuracy": "0.99", "seconds": "31.0"}]
+    assert evaluation.first_within(rows, 0.96) == {"epoch": 2, "seconds": 20.5}
+    assert evaluation.first_within(rows, 0.995) is None
+    assert evaluation.first_within([{"epoch": "0", "val_accuracy": "0.9"}], 0.8) == {"epoch": 1, "seconds": None}
 
 
 def test_distillation_never_reads_a_training_image(tmp_path, digits_teacher, monkeypatch):

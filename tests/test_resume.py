@@ -58,6 +58,8 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes_like_an_un
     assert list(resumed["epoch"]) == list(range(EPOCHS))
     for column in ("loss_S", "loss_G", "val_accuracy", "val_loss_S"):
         assert resumed[column] == pytest.approx(uninterrupted[column], rel=1e-5), column
+    # The wall time of distillation goes on from the killed run's first epoch instead of restarting.
+    assert resumed["seconds"][0] > 0 and np.all(np.diff(resumed["seconds"]) > 0)
 
     # The best student on disk is the best of all epochs, never one worse than that before the kill.
     best = json.loads((killed / "student.json").read_text())
