@@ -22,8 +22,10 @@ not reproduce, and its ratios should not be published.
 Variants are `+`-joined tokens: a base `graph` (one tf.function per
 iteration, no XLA), `xla` (jit_compile=True, what Keras's "auto" picks) or
 `eager`; then optionally `bf16` (mixed_bfloat16 policy), `speN`
-(steps_per_execution=N) and `fused` (the k imitation batches from one
-generator and one teacher pass; see benchmarks/README.md). Not a test: it
+(steps_per_execution=N), `fused` (the k imitation batches from one
+generator and one teacher pass; see benchmarks/README.md) and `kerasbn` (the
+generator's BatchNorm layers Keras's own instead of dfad_tf's fused ones, as
+before issue 17). Not a test: it
 asserts nothing and takes minutes.
 """
 
@@ -48,18 +50,18 @@ MAX_SPREAD = 0.10
 
 
 def parse_variant(name):
-    """`graph+bf16+spe4` -> dict(base="graph", bf16=True, steps_per_execution=4, fused=False)."""
+    """`graph+bf16+spe4` -> dict(base="graph", bf16=True, steps_per_execution=4, fused=False, kerasbn=False)."""
     base, *options = name.split("+")
     if base not in ("graph", "xla", "eager"):
         raise SystemExit(f"--variants: {name!r} must start with graph, xla or eager")
-    variant = dict(base=base, bf16=False, steps_per_execution=1, fused=False)
+    variant = dict(base=base, bf16=False, steps_per_execution=1, fused=False, kerasbn=False)
     for option in options:
-        if option in ("bf16", "fused"):
+        if option in ("bf16", "fused", "kerasbn"):
             variant[option] = True
         elif option.startswith("spe") and option[3:].isdigit() and int(option[3:]) > 0:
             variant["steps_per_execution"] = int(option[3:])
         else:
-            raise SystemExit(f"--variants: unknown option {option!r} in {name!r} (bf16, fused, speN)")
+            raise SystemExit(f"--variants: unknown option {option!r} in {name!r} (bf16, fused, kerasbn, speN)")
     return variant
 
 
@@ -117,6 +119,10 @@ def tf_worker(args):
     variant = parse_variant(args.variant)
     if variant["bf16"]:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    if variant["kerasbn"]:
+        from dfad_tf.models import generators
+
+        generators.FusedBatchNormalization = keras.layers.BatchNormalization
     keras.utils.set_random_seed(0)
     distiller_class = fused_distiller_class() if variant["fused"] else DataFreeDistiller
     distiller = distiller_class(*build_models(args.config, args.generator_width, args.latent_dim),

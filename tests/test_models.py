@@ -79,3 +79,42 @@ def test_models_reload_from_keras_files_without_custom_objects(tmp_path, name, i
         original.save(path)
         reloaded = keras.saving.load_model(path)
         np.testing.assert_allclose(reloaded(inputs), original(inputs), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("affine", [True, False])
+def test_fused_batchnorm_trains_and_infers_exactly_as_keras_batchnorm(policy, affine):
+    import tensorflow as tf
+
+    from dfad_tf.models.generators import FusedBatchNormalization
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(2.0, 3.0, (8, 5, 5, 6)).astype("float32"))
+    weighting = tf.constant(rng.normal(size=(8, 5, 5, 6)).astype("float32"))
+    # gamma, beta (when affine), moving mean, moving variance
+    weights = [*(rng.normal(1.0, 0.5, 6), rng.normal(size=6))[:2 * affine], np.full(6, -0.3), np.full(6, 0.5)]
+    results = []
+    for layer_class in (keras.layers.BatchNormalization, FusedBatchNormalization):
+        layer = layer_class(momentum=0.9, epsilon=1e-5, center=affine, scale=affine, dtype=policy)
+        layer.build(images.shape)
+        layer.set_weights(weights)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = layer(images, training=True)
+            loss = tf.reduce_sum(tf.cast(outputs, "float32") * weighting)
+        gradients = tape.gradient(loss, [images, *layer.trainable_weights])
+        results.append((outputs, gradients, [v.numpy() for v in layer.non_trainable_weights],
+                        layer(images, training=False)))
+    (keras_out, keras_grads, keras_moving, keras_infer), (fused_out, fused_grads, fused_moving, fused_infer) = results
+    assert fused_out.dtype == keras_out.dtype == ("float32" if policy == "float32" else "bfloat16")
+    tolerance = 1e-5 if policy == "float32" else 2e-2
+    np.testing.assert_allclose(tf.cast(fused_out, "float32"), tf.cast(keras_out, "float32"), atol=tolerance)
+    for fused, reference in zip(fused_grads, keras_grads):
+        np.testing.assert_allclose(fused, reference, atol=tolerance * np.abs(reference).max())
+    # The moving statistics move to the batch's mean and biased variance as Keras's do.
+    np.testing.assert_allclose(fused_moving, keras_moving, rtol=1e-5)
+    assert not np.allclose(fused_moving[0], -0.3)
+    np.testing.assert_allclose(tf.cast(fused_infer, "float32"), tf.cast(keras_infer, "float32"), atol=tolerance)
+    # ... in one fused kernel, not Keras's separate passes.
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(images).graph
+    assert [op.type for op in graph.get_operations() if op.type.startswith("FusedBatchNorm")] == ["FusedBatchNormV3"]
