@@ -67,9 +67,22 @@ def test_nan_outputs_never_count_as_agreement(lenet):
     logs = {}
     agreement.on_epoch_end(0, logs)
     assert logs["gen_agreement"] < 1  # an untrained student disagrees somewhere
+    images = distiller.generator(callbacks._fixed_latents(64, distiller.generator.input_shape[-1], 1), training=False)
+    classes = [np.argmax(model(images, training=False), -1) for model in (distiller.teacher, distiller.student)]
+    assert logs["gen_agreement"] == pytest.approx(np.mean(classes[0] == classes[1]))
     distiller.student.get_layer(index=-1).bias.assign(np.full(10, np.nan, "float32"))
     agreement.on_epoch_end(1, logs)
     assert logs["gen_agreement"] == 0.0
+
+
+def test_the_labelled_grid_frames_in_red_exactly_the_tiles_where_the_student_disagrees():
+    images = np.zeros((2, 16, 16, 1), "float32")
+    images[:, 4:12, 4:12] = 1.0
+    for student_classes, red_tile in (([0, 7], 1), ([5, 1], 0)):  # two tiles side by side
+        picture = callbacks.labelled_grid(images, [0, 1], student_classes)
+        red = (picture[..., 0] > 200) & (picture[..., 1] < 60) & (picture[..., 2] < 60)
+        halves = np.array_split(red, 2, axis=1)
+        assert halves[red_tile].sum() > 100 and halves[1 - red_tile].sum() == 0
 
 
 def test_one_scale_for_the_whole_grid():
