@@ -134,11 +134,11 @@ def tf_worker(args):
     class IterationTimer(keras.callbacks.Callback):
         """Seconds from the start of a fit's first iteration to the end of its last.
 
-        Leaves out what returning from `fit` costs: here a short call often returned
-        only at a power of two times 10 ms after it started (30 iterations that took
-        7.5 s returned after 10.24 s, 60 of 12.6 s after 20.48 s; nothing between
-        epochs), so that timing whole calls of 4 iterations gave the few distinct
-        rates, a factor 2 apart, of issue 17.
+        Leaves out what starting and ending a `fit` call costs. Before
+        `DataFreeDistiller.fit` turned tf.data's autotuning off, ending a call
+        waited for the autotuning thread's sleep, which doubles from 10 ms: calls
+        returned at 2.56, 5.12 or 10.24 s, and timing whole calls of 4 iterations
+        gave the few distinct rates, a factor 2 apart, of issue 17.
         """
 
         def on_train_batch_begin(self, batch, logs=None):

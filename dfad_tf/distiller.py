@@ -231,6 +231,9 @@ class DataFreeDistiller(keras.Model):
         rows = tf.data.Dataset.from_tensors(tf.range(batch_size)).repeat()
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        # Nothing here to tune, and tf.data's autotuning thread sleeps in doubling periods (up to a minute)
+        # that the iterator's destructor waits out: fit() returned up to 38 s after its last epoch.
+        options.autotune.enabled = False
         kwargs.setdefault("shuffle", False)  # Keras warns for datasets
         return super().fit(rows.with_options(options), steps_per_epoch=steps_per_epoch, **kwargs)
 
