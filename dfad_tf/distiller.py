@@ -41,7 +41,8 @@ class DataFreeDistiller(keras.Model):
     the student. Calling the distiller calls the student.
 
     With `replay_memory`, every imitation step also replays as many images
-    drawn from a bank of the most recent generated images (`memory.ReplayMemory`;
+    drawn from a bank that is a uniform sample of the images generated so far
+    (`memory.ReplayMemory`;
     each iteration adds the global batch of its first imitation step, and the
     draws are keyed on `(seed, iteration, step)` and split by rows like the
     noise), so the student keeps agreeing with the teacher where earlier
@@ -113,7 +114,8 @@ class DataFreeDistiller(keras.Model):
         self.latent_dim = generator.input_shape[-1]
         self.iteration = keras.Variable(0, dtype="int64", trainable=False, name="iteration",
                                         aggregation="only_first_replica")
-        self.memory = memory.ReplayMemory(replay_memory, generator.output_shape[1:]) if replay_memory else None
+        self.memory = (memory.ReplayMemory(replay_memory, generator.output_shape[1:], seed=seed) if replay_memory
+                       else None)
         self.average = averaging.WeightAverage(student, student_average) if student_average else None
         self._kept_copy = None
         self.student_loss_tracker = keras.metrics.Mean(name="loss_S")

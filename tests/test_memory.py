@@ -1,4 +1,4 @@
-"""The replay memory of generated images: first in, first out; samples only what it holds; part of the state."""
+"""The replay memory of generated images: a uniform sample of the run; samples only what it holds; part of the state."""
 
 import numpy as np
 import pytest
@@ -17,14 +17,23 @@ def held(bank):
     return sorted(np.asarray(bank.images)[:int(bank.size), 0, 0, 0].tolist())
 
 
-def test_fills_then_replaces_the_oldest_images():
+def test_fills_then_keeps_a_uniform_sample_of_everything_added():
     bank = memory.ReplayMemory(5, (2, 2, 1))
     bank.add(batch(0, 3))
     assert int(bank.size) == 3 and held(bank) == [0, 1, 2]
-    bank.add(batch(3, 3))  # one too many: image 0, the oldest, goes
-    assert int(bank.size) == 5 and held(bank) == [1, 2, 3, 4, 5]
-    bank.add(batch(6, 4))
-    assert held(bank) == [5, 6, 7, 8, 9]
+    bank.add(batch(3, 3))  # one too many: one of the six is dropped
+    assert int(bank.size) == 5 and set(held(bank)) < set(range(6))
+    # Over many runs of 1,000 images, each image is held with probability 100 / 1000, early as late.
+    held_count = np.zeros(1000)
+    for run in range(40):
+        bank = memory.ReplayMemory(100, (1, 1, 1), seed=run)
+        for start in range(0, 1000, 50):
+            bank.add(batch(start + 1000 * run, 50, shape=(1, 1, 1)))
+        np.add.at(held_count, np.asarray(held(bank), int) - 1000 * run, 1)
+    assert int(held_count.sum()) == 40 * 100 and len(set(held(bank))) == 100  # no image held twice
+    # Each tenth of the run (100 images, 4,000 chances, expected 400 held) within 5 standard deviations.
+    tenths = held_count.reshape(10, 100).sum(axis=1)
+    assert np.all(np.abs(tenths - 400) < 5 * np.sqrt(400 * 0.9)), tenths
 
 
 def test_samples_only_held_images_and_repeats_for_the_same_seed():

@@ -45,9 +45,10 @@ flags.DEFINE_bool("standardize_logits", None,
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
                   "scale (same argmax). Default: from --recipe (robust: on unless the BatchNorm prior is; paper: off).")
 flags.DEFINE_integer("replay_memory", None,
-                     "Images kept in a replay memory of recent generated images; every imitation step also trains "
-                     "the student on as many images drawn from it, so it does not forget what earlier generators "
-                     "taught it (0: none). Default: from --recipe (0 in both).", lower_bound=0)
+                     "Images kept in a replay memory, a uniform sample of all images generated so far; every "
+                     "imitation step also trains the student on as many images drawn from it, so it does not "
+                     "forget what earlier generators taught it (0: none). Default: from --recipe (0 in both).",
+                     lower_bound=0)
 flags.DEFINE_bool("clip_pixels", None,
                   "Clip generated images to the range real pixels have in the teacher's input convention (black to "
                   "white), so that the generator cannot invent pixels no teacher was trained on. Default: from "
