@@ -96,7 +96,7 @@ def labelled_grid(images, teacher_classes, student_classes, class_names=None):
         axes.text(left + width / 2, top - frame - 0.5, title, ha="center", va="bottom", fontsize=9, **style)
     axes.imshow(canvas, interpolation="nearest")
     axes.set_axis_off()
-    agree = int(np.sum(teacher_classes[:n] == student_classes[:n]))
+    agree = int(np.sum(teacher_classes == student_classes))
     figure.suptitle(f"title: teacher's class; red: the student says otherwise ({n - agree} of {n})", fontsize=9,
                     y=1 - 0.05 / figure.get_figheight())
     figure.canvas.draw()
