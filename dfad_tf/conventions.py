@@ -170,22 +170,21 @@ def batchnorm_mismatch(teacher, images):
     magnitude larger for pixels in another range.
 
     Args:
-        teacher: a functional Keras classifier.
+        teacher: a functional Keras classifier, or a SavedModel one from `model_files`.
         images: a batch in the teacher's input convention.
 
     Returns:
-        A float, or None when the teacher has no BatchNormalization layer among
-        its layers (e.g. a SavedModel, which exposes none).
+        A float, or None when the teacher has no BatchNormalization layer that
+        `objectives.batchnorm_probe` can read.
 
     Example:
     >>> batchnorm_mismatch(teacher, adapt_images(test_images, *to_teacher_input("unit")))
     0.0028
     """
-    layers = objectives.batchnorm_layers(teacher)
-    probe = objectives.batchnorm_probe(teacher, layers[:1]) if layers else None
+    layers, probe = objectives.batchnorm_probe(teacher)
     if probe is None:
         return None
-    inputs = probe(images, training=False)[layers[0].name]
+    inputs = probe(images)[1]
     return float(ops.mean(objectives.batchnorm_kl(inputs, layers[0])))
 
 

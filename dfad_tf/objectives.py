@@ -28,9 +28,14 @@ Example:
 >>> loss = objective(generator(noise, training=True), student)
 """
 
+import functools
+
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from dfad_tf import savedmodel_batchnorm
 
 TERMS = ("adversarial", "batchnorm", "batchnorm_kl", "one_hot", "activation", "balance", "smoothness")
 BATCHNORM_TERMS = ("batchnorm", "batchnorm_kl")
@@ -48,9 +53,10 @@ class GeneratorObjective:
     """The generator's loss: a weighted sum of the terms in `TERMS`.
 
     The teacher runs in inference mode; the student is only run when the
-    `adversarial` weight is non-zero. The `batchnorm` and `activation` terms
-    read the teacher's inner layers, so they need a functional Keras teacher
-    (not a SavedModel wrapped in `TFSMLayer`).
+    `adversarial` weight is non-zero. The `batchnorm` terms read the teacher's
+    BatchNorm layers (`batchnorm_probe`: a functional Keras teacher, or a
+    SavedModel whose graph holds them); the `activation` term reads its last
+    Dense layer, so it needs a functional Keras teacher.
 
     Args:
         teacher: the frozen teacher `keras.Model`.
@@ -78,29 +84,36 @@ class GeneratorObjective:
         return any(self.weights[term] for term in BATCHNORM_TERMS)
 
     def _build_probe(self, teacher):
-        """A model sharing the teacher's layers that also returns its features and BN inputs."""
+        """A function of images returning the teacher's outputs, then its features and BN inputs as needed."""
+        if not self.weights["activation"]:  # the batchnorm terms alone: Keras and SavedModel teachers alike
+            self._batchnorms, probe = batchnorm_probe(teacher)
+            if not self._batchnorms:
+                raise ValueError(f"the batchnorm terms need a teacher with BatchNormalization layers that can be "
+                                 f"read; {teacher.name} has none")
+            return probe
         try:
             dense = [layer for layer in teacher.layers if isinstance(layer, keras.layers.Dense)]
             if self._uses_batchnorm:
-                self._batchnorms = batchnorm_layers(teacher)
-            features = [dense[-1].input] if dense and self.weights["activation"] else []
+                self._batchnorms = _keras_batchnorms(teacher)
+            features = [dense[-1].input] if dense else []
             bn_inputs = [layer.input for layer in self._batchnorms]
         except (AttributeError, ValueError) as error:
-            raise ValueError("the batchnorm and activation terms need a functional Keras teacher whose inner "
-                             f"layers can be read ({teacher.name} is not one)") from error
+            raise ValueError("the activation term needs a functional Keras teacher whose inner layers can be read "
+                             f"({teacher.name} is not one)") from error
         if self._uses_batchnorm and not bn_inputs:
             raise ValueError(f"the batchnorm terms need a teacher with BatchNormalization layers; {teacher.name} "
                              "has none")
-        if self.weights["activation"] and not features:
+        if not features:
             raise ValueError(f"the activation term needs a teacher with a Dense layer; {teacher.name} has none")
-        return keras.Model(teacher.inputs, [teacher.outputs[0], *features, *bn_inputs])
+        return functools.partial(keras.Model(teacher.inputs, [teacher.outputs[0], *features, *bn_inputs]),
+                                 training=False)
 
     def __call__(self, images, student):
         """The generator's loss on `images` (call inside the generator's gradient tape)."""
         if self._probe is None:
             teacher_outputs, inner = self.teacher(images, training=False), []
         else:
-            teacher_outputs, *inner = self._probe(images, training=False)
+            teacher_outputs, *inner = self._probe(images)
         terms = {}
         if self.weights["adversarial"]:
             terms["adversarial"] = -self.discrepancy(teacher_outputs, student(images, training=True))
@@ -155,36 +168,57 @@ def batchnorm_statistics_loss(bn_inputs, batchnorms):
     return total
 
 
-def batchnorm_layers(teacher):
-    """The teacher's BatchNormalization layers, in order; [] when it has none or none can be read (a SavedModel)."""
-    return [layer for layer in getattr(teacher, "layers", []) if isinstance(layer, keras.layers.BatchNormalization)]
+def batchnorm_probe(teacher):
+    """The teacher's BatchNorm layers and a function of images returning the teacher's outputs and their inputs.
 
-
-def batchnorm_probe(teacher, layers):
-    """A model sharing the teacher's layers that returns the inputs of `layers`; None if they cannot be read.
+    Reads the BatchNormalization layers of a functional Keras teacher, or those
+    in the graph of a SavedModel teacher (a model around one
+    `keras.layers.TFSMLayer`, as `model_files` loads it; see
+    `savedmodel_batchnorm`).
 
     Args:
         teacher: a Keras model.
-        layers: some of its `batchnorm_layers`, at least one.
 
     Returns:
-        A `keras.Model` returning a dict from each layer's name to its inputs
-        (a dict, as Keras would unwrap a list of one), or None.
+        `(layers, probe)`: per BatchNorm layer in order, an object with its
+        `moving_mean`, `moving_variance` and `epsilon` (the Keras layer, or a
+        `savedmodel_batchnorm.BatchNormStatistics`), and `probe(images)`
+        returning `[teacher outputs, *each layer's inputs]` in inference mode.
+        `([], None)` when the teacher has no BatchNorm layer that can be read.
 
     Example:
-    >>> first = batchnorm_layers(teacher)[0]
-    >>> first_inputs = batchnorm_probe(teacher, [first])(images)[first.name]
+    >>> layers, probe = batchnorm_probe(teacher)
+    >>> outputs, first_inputs, *_ = probe(images)
     """
+    saved = [layer for layer in getattr(teacher, "layers", []) if isinstance(layer, keras.layers.TFSMLayer)]
+    if saved:
+        return _savedmodel_batchnorm_probe(teacher, saved)
+    layers = _keras_batchnorms(teacher)
     try:
-        return keras.Model(teacher.input, {layer.name: layer.input for layer in layers})
+        model = keras.Model(teacher.input, [teacher.outputs[0], *(layer.input for layer in layers)])
     except (AttributeError, ValueError):  # a layer used twice, or a subclassed teacher: no single input to read
-        return None
+        return [], None
+    return (layers, functools.partial(model, training=False)) if layers else ([], None)
 
 
-def readable_batchnorms(teacher):
-    """The teacher's BatchNormalization layers whose inputs a model sharing its layers can return; else []."""
-    layers = batchnorm_layers(teacher)
-    return layers if layers and batchnorm_probe(teacher, layers) is not None else []
+def _keras_batchnorms(teacher):
+    return [layer for layer in getattr(teacher, "layers", []) if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def _savedmodel_batchnorm_probe(teacher, saved):
+    """`batchnorm_probe` of a teacher whose only layer with weights is one SavedModel."""
+    weighted = [layer for layer in teacher.layers if layer.weights and layer not in saved]
+    if len(saved) != 1 or weighted:
+        return [], None
+    layers, probe = savedmodel_batchnorm.read_batchnorms(saved[0].call_endpoint_fn)
+    if not layers:
+        return [], None
+    # The graph's output is the teacher's only if the model around the SavedModel merely passes it on.
+    images = keras.random.uniform((2, *teacher.input_shape[1:]), seed=0)
+    outputs = keras.tree.flatten(teacher(images, training=False))
+    if len(outputs) != 1 or not np.allclose(probe(images)[0], outputs[0], rtol=1e-4, atol=1e-4):
+        return [], None
+    return layers, probe
 
 
 def batchnorm_kl(inputs, layer):

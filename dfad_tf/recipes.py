@@ -4,11 +4,12 @@ A recipe fixes what the generator optimises and how the student learns from
 its images; the models, schedule and batch size stay separate. `paper` is
 DFAD exactly as Fang et al. publish it. `robust` (the default) is the same
 min-max game made to hold for teachers dfad_tf did not train, in one of two
-ways depending on what the teacher lets us read. When its BatchNorm layers can
-be read, a BatchNorm prior (DeepInversion's) keeps generated images where the
-teacher's training images were, in its range and with its logit scale, and the
-discrepancy is the paper's. Otherwise (a SavedModel, a teacher without
-BatchNorm) two guards stand in for it: the discrepancy is taken on
+ways depending on what the teacher lets us read. When it has BatchNorm layers
+(in a Keras model, or found in a SavedModel's graph), a BatchNorm prior
+(DeepInversion's) keeps generated images where the teacher's training images
+were, in its range and with its logit scale, and the discrepancy is the
+paper's. Otherwise (a teacher without BatchNorm, or whose BatchNorm cannot be
+read) two guards stand in for it: the discrepancy is taken on
 standardised logits (a teacher's logit scale no longer matters) and generated
 pixels are clipped to the real pixel range of the teacher's input convention.
 README's "Recipes" section has the measurements behind each choice.
@@ -55,7 +56,7 @@ class Recipe:
         parts = {"standardize_logits": self.standardize_logits, "clip_pixels": self.clip_pixels,
                  "replay_memory": self.replay_memory, "student_average": self.student_average,
                  "generator_loss_weights": dict(self.weights)}
-        if self.batchnorm_prior and objectives.readable_batchnorms(teacher):
+        if self.batchnorm_prior and objectives.batchnorm_probe(teacher)[0]:
             parts.update(standardize_logits=False, clip_pixels=False)
             parts["generator_loss_weights"]["batchnorm"] = self.batchnorm_prior
         return parts

@@ -31,10 +31,13 @@ def test_the_batchnorm_prior_replaces_the_two_guards_where_batchnorm_can_be_read
     guarded = {"standardize_logits": True, "clip_pixels": True, "replay_memory": 0,
                "student_average": robust.student_average, "generator_loss_weights": {"adversarial": 1.0}}
     assert robust.parts(models.build_classifier("lenet5", (32, 32, 1), 10)) == guarded
-    # The same Conv-BN teacher as a SavedModel exposes no layer: no prior can be computed.
-    unit_bn_teacher.export(tmp_path / "saved")
+    # The same Conv-BN teacher as a SavedModel keeps its BatchNorm layers in its graph: the prior reads them there.
+    unit_bn_teacher.export(tmp_path / "saved", verbose=False)
     wrapped = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.TFSMLayer(tmp_path / "saved")])
-    assert robust.parts(wrapped) == guarded
+    assert robust.parts(wrapped) == robust.parts(unit_bn_teacher)
+    models.build_classifier("lenet5", (32, 32, 1), 10).export(tmp_path / "lenet", verbose=False)
+    assert robust.parts(keras.Sequential([keras.Input((32, 32, 1)), keras.layers.TFSMLayer(tmp_path / "lenet")])) == (
+        guarded)
 
 
 @pytest.mark.parametrize("convention, expected", [("unit", (0.0, 1.0)), ("symmetric", (-1.0, 1.0)),
