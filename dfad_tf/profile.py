@@ -4,6 +4,8 @@ import warnings
 
 import keras
 
+from dfad_tf import objectives
+
 # Preprocessing layers that tell how a model expects its input to be scaled.
 _SCALING_LAYERS = ("Rescaling", "Normalization")
 # Layers whose multiply-adds are counted, and layers with weights whose cost is a few operations per value.
@@ -88,8 +90,8 @@ def uncounted_layers(model):
 
 
 def batchnorm_layers(model):
-    """Number of BatchNormalization layers (what a BatchNorm-statistics prior can use)."""
-    return sum(isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model))
+    """Number of BatchNorm layers the BatchNorm prior can read: a Keras model's, or those in a SavedModel's graph."""
+    return len(objectives.batchnorm_probe(model)[0])
 
 
 def input_convention_guess(model):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from dfad_tf import conventions, losses, model_files, models, objectives, savedmodel_batchnorm
+from dfad_tf import conventions, losses, model_files, models, objectives, profile, savedmodel_batchnorm
 
 
 def conv_bn(scale=True, center=True):
@@ -41,6 +41,7 @@ def test_keras_batchnorm_layers_are_found_in_its_savedmodel(tmp_path, scale, cen
         assert found.epsilon == pytest.approx(layer.epsilon)
     for found, expected in zip(probe(images()), keras_probe(images())):  # the outputs, then each layer's inputs
         np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-5)
+    assert profile.batchnorm_layers(saved_teacher) == 2  # what dfad-inspect reports
 
 
 def test_the_batchnorm_prior_on_a_savedmodel_is_the_keras_teachers(tmp_path):
