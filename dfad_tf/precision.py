@@ -15,7 +15,8 @@ import os
 import keras
 import tensorflow as tf
 
-POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+# "auto" is not a Keras policy: `resolve` turns it into one.
+POLICIES = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 def _cpu_flags():
@@ -40,12 +41,12 @@ def unsupported(policy, strategy_name="default"):
     (avx512_bf16 or amx_bf16). float32 runs everywhere.
 
     Args:
-        policy: one of `POLICIES`.
+        policy: one of `POLICIES` ("auto" always can: it picks what can).
         strategy_name: the resolved strategy ("tpu" runs bfloat16 natively).
     """
     if policy not in POLICIES:
         return f"unknown policy {policy!r}; choose one of: {', '.join(POLICIES)}"
-    if policy == "float32" or (policy == "mixed_bfloat16" and strategy_name == "tpu"):
+    if policy in ("auto", "float32") or (policy == "mixed_bfloat16" and strategy_name == "tpu"):
         return None
     gpus = _gpu_capabilities()
     if policy == "mixed_float16":
@@ -62,6 +63,18 @@ def unsupported(policy, strategy_name="default"):
         return None
     return (f"mixed_bfloat16 needs a processor with bfloat16 instructions (avx512_bf16 or amx_bf16); "
             f"this {os.uname().machine} one has none; use float32")
+
+
+def resolve(policy, strategy_name="default"):
+    """The Keras policy `policy` stands for: "auto" is mixed_bfloat16 where it runs well, else float32.
+
+    Example:
+    >>> resolve("auto")  # on a processor with avx512_bf16
+    'mixed_bfloat16'
+    """
+    if policy != "auto":
+        return policy
+    return "mixed_bfloat16" if unsupported("mixed_bfloat16", strategy_name) is None else "float32"
 
 
 def float32_copy(model):

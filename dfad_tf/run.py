@@ -173,7 +173,9 @@ def distill(run_config, verbose=2):
     model_dir = run_config.model_dir
     spec = data.spec(run_config.data.dataset) if run_config.has_data else None
     input_map = teacher_input_map(run_config.teacher, spec)
-    strategy = _strategy(run_config)  # first TensorFlow work: a multi-worker strategy must come before any
+    strategy, policy = _strategy(run_config)  # first TensorFlow work: a multi-worker strategy must come before any
+    run_config = dataclasses.replace(run_config, precision=dataclasses.replace(run_config.precision,
+                                                                               mixed_precision=policy))
     writes_files = distribute.writes_files(strategy)
     test_data = None
     if spec is not None:
@@ -227,7 +229,7 @@ def distill(run_config, verbose=2):
 
 
 def _strategy(run_config):
-    """The strategy, made only after every check that needs no TensorFlow work has passed."""
+    """The strategy, made only after every check that needs no TensorFlow work has passed, and the Keras policy."""
     compute = run_config.precision
     try:
         name = distribute.resolve_name(compute.strategy)
@@ -248,7 +250,7 @@ def _strategy(run_config):
     if batch_size % replicas:
         raise ConfigError("schedule.batch_size", f"{batch_size} does not split evenly across the {replicas} "
                                                  f"replicas of the {name} strategy; use a multiple of {replicas}")
-    return strategy
+    return strategy, precision.resolve(compute.mixed_precision, name)
 
 
 def _load_or_train_teacher(run_config, spec):

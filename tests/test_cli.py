@@ -511,8 +511,9 @@ def test_global_batch_must_split_evenly_across_replicas(tmp_path, capsys, monkey
 
 @pytest.mark.skipif(precision.unsupported("mixed_bfloat16") is not None, reason="no bfloat16 instructions here")
 def test_mixed_bfloat16_run_saves_and_exports_float32_models(tmp_path, digits_teacher, digits_arrays):
+    # auto is mixed_bfloat16 on a processor with bfloat16 instructions, and the run records what it resolved to
     assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}",
-                      "--mixed_precision=mixed_bfloat16", "--export=float32", *TINY) == 0
+                      "--mixed_precision=auto", "--export=float32", *TINY) == 0
     assert keras.mixed_precision.global_policy().name == "float32"  # restored for whatever runs next
     for name in ("student.keras", "generator.keras"):
         model = keras.saving.load_model(tmp_path / name)
@@ -520,3 +521,12 @@ def test_mixed_bfloat16_run_saves_and_exports_float32_models(tmp_path, digits_te
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["config"]["precision"]["mixed_precision"] == "mixed_bfloat16"
     assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"])
+
+
+def test_auto_precision_is_bfloat16_only_where_the_processor_has_it(monkeypatch):
+    monkeypatch.setattr(precision, "_gpu_capabilities", list)
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert precision.resolve("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512f"})
+    assert precision.unsupported("auto") is None and precision.resolve("auto") == "float32"
+    assert precision.resolve("mixed_float16") == "mixed_float16"  # a named policy is kept
