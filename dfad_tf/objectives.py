@@ -194,11 +194,13 @@ def batchnorm_probe(teacher):
     if saved:
         return _savedmodel_batchnorm_probe(teacher, saved)
     layers = _keras_batchnorms(teacher)
+    if not layers:
+        return [], None
     try:
         model = keras.Model(teacher.input, [teacher.outputs[0], *(layer.input for layer in layers)])
     except (AttributeError, ValueError):  # a layer used twice, or a subclassed teacher: no single input to read
         return [], None
-    return (layers, functools.partial(model, training=False)) if layers else ([], None)
+    return layers, functools.partial(model, training=False)
 
 
 def _keras_batchnorms(teacher):
