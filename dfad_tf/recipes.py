@@ -4,19 +4,19 @@ A recipe fixes what the generator optimises and how the student learns from
 its images; the models, schedule and batch size stay separate. `paper` is
 DFAD exactly as Fang et al. publish it. `robust` (the default) is the same
 min-max game made to hold for teachers dfad_tf did not train, in one of two
-ways depending on what the teacher lets us read. When it has BatchNorm layers
-(in a Keras model, or found in a SavedModel's graph), a BatchNorm prior
-(DeepInversion's) keeps generated images where the teacher's training images
-were, in its range and with its logit scale, and the discrepancy is the
+ways depending on what the teacher lets us read. For every teacher, generated
+pixels are clipped to the real pixel range of its input convention. When it
+has BatchNorm layers (in a Keras model, or found in a SavedModel's graph), a
+BatchNorm prior (DeepInversion's) keeps generated images where the teacher's
+training images were, with its logit scale, and the discrepancy is the
 paper's. Otherwise (a teacher without BatchNorm, or whose BatchNorm cannot be
-read) two guards stand in for it: the discrepancy is taken on
-standardised logits (a teacher's logit scale no longer matters) and generated
-pixels are clipped to the real pixel range of the teacher's input convention.
+read) the discrepancy is taken on standardised logits instead (a teacher's
+logit scale no longer matters).
 README's "Recipes" section has the measurements behind each choice.
 
 Example:
 >>> RECIPES["robust"].parts(conv_bn_teacher)
-{'standardize_logits': False, 'clip_pixels': False, 'replay_memory': 0, 'student_average': 0.0,
+{'standardize_logits': False, 'clip_pixels': True, 'replay_memory': 0, 'student_average': 0.0,
  'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
 """
 
@@ -34,14 +34,14 @@ class Recipe:
             standardising each vector (`losses.Discrepancy`), unless the
             BatchNorm prior is on.
         clip_pixels: clip generated images to the real pixel range
-            (`conventions.PixelRange`), unless the BatchNorm prior is on.
+            (`conventions.PixelRange`).
         replay_memory: images in the replay memory (0 for none).
         student_average: momentum of the average of the student's weights
             that the run keeps (`averaging.WeightAverage`; 0 for none).
         weights: generator loss weights (`objectives.TERMS`).
         batchnorm_prior: weight of the `batchnorm` term, added when the
             teacher has BatchNorm layers that can be read (0 for never); it
-            then replaces standardised logits and clipped pixels.
+            then replaces standardised logits.
     """
 
     standardize_logits: bool
@@ -57,7 +57,7 @@ class Recipe:
                  "replay_memory": self.replay_memory, "student_average": self.student_average,
                  "generator_loss_weights": dict(self.weights)}
         if self.batchnorm_prior and objectives.batchnorm_probe(teacher)[0]:
-            parts.update(standardize_logits=False, clip_pixels=False)
+            parts["standardize_logits"] = False
             parts["generator_loss_weights"]["batchnorm"] = self.batchnorm_prior
         return parts
 

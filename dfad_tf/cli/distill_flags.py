@@ -37,9 +37,10 @@ flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
 flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
                   "What the generator optimises and how the student learns: robust (the default, for any teacher: "
-                  "a BatchNorm prior when the teacher's BatchNorm layers can be read, else standardized logits "
-                  "and clipped pixels) or paper (DFAD exactly as published). --standardize_logits, --replay_memory, "
-                  "--clip_pixels, --student_average and --generator_loss_weights override single parts of it.")
+                  "pixels clipped to the real range, and a BatchNorm prior when the teacher's BatchNorm layers can "
+                  "be read, else standardized logits) or paper (DFAD exactly as published). --standardize_logits, "
+                  "--replay_memory, --clip_pixels, --student_average and --generator_loss_weights override single "
+                  "parts of it.")
 flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
@@ -52,7 +53,7 @@ flags.DEFINE_integer("replay_memory", None,
 flags.DEFINE_bool("clip_pixels", None,
                   "Clip generated images to the range real pixels have in the teacher's input convention (black to "
                   "white), so that the generator cannot invent pixels no teacher was trained on. Default: from "
-                  "--recipe (robust: on unless the BatchNorm prior is; paper: off).")
+                  "--recipe (robust: on; paper: off).")
 flags.DEFINE_float("student_average", None,
                    "Momentum of an average of the student's weights over its last iterations (about "
                    "1 / (1 - momentum) of them), updated after every iteration: the student measured each epoch, "
