@@ -182,10 +182,12 @@ def batchnorm_mismatch(teacher, images):
     0.0028
     """
     layers, probe = objectives.batchnorm_probe(teacher)
-    if probe is None:
-        return None
-    inputs = probe(images)[1]
-    return float(ops.mean(objectives.batchnorm_kl(inputs, layers[0])))
+    return None if probe is None else _first_batchnorm_kl(layers, probe, images)
+
+
+def _first_batchnorm_kl(layers, probe, images):
+    """`batchnorm_mismatch` with the teacher's `objectives.batchnorm_probe` already read."""
+    return float(ops.mean(objectives.batchnorm_kl(probe(images)[1], layers[0])))
 
 
 ConventionCheck = collections.namedtuple("ConventionCheck", ["convention", "mismatches", "suggestion"])
@@ -230,11 +232,11 @@ def check_input_convention(teacher, images, convention, input_map, data_mean=GEN
     normalised = (np.asarray(images, "float32") - offset) / scale
     maps = {name: to_teacher_input(name, data_mean, data_std) for name in CONVENTIONS if name != "mean_std"}
     maps[convention] = input_map
-    mismatches = {}
-    for name, (scale, offset) in maps.items():
-        mismatches[name] = batchnorm_mismatch(teacher, adapt_images(normalised, scale, offset))
-        if mismatches[name] is None:
-            return None
+    layers, probe = objectives.batchnorm_probe(teacher)  # read once: for a SavedModel that freezes its graph
+    if probe is None:
+        return None
+    mismatches = {name: _first_batchnorm_kl(layers, probe, adapt_images(normalised, scale, offset))
+                  for name, (scale, offset) in maps.items()}
     best = min(mismatches, key=mismatches.get)
     suggestion = best if mismatches[convention] > MISMATCH_RATIO * mismatches[best] else None
     return ConventionCheck(convention, mismatches, suggestion)
