@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 from dfad_tf import (
     callbacks,
+    conventions,
     data,
     distribute,
     evaluation,
@@ -30,5 +31,5 @@ from dfad_tf import (
 )
 from dfad_tf.distiller import DataFreeDistiller
 
-__all__ = ["DataFreeDistiller", "callbacks", "data", "distribute", "evaluation", "export", "losses", "model_files",
-           "models", "optimizers", "precision", "savedmodel_check", "teacher"]
+__all__ = ["DataFreeDistiller", "callbacks", "conventions", "data", "distribute", "evaluation", "export", "losses",
+           "model_files", "models", "optimizers", "precision", "savedmodel_check", "teacher"]

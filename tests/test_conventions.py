@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -46,6 +49,13 @@ def test_adapted_generator_rescales_and_passes_gradients(tmp_path):
     adapted.save(tmp_path / "generator.keras")
     reloaded = keras.saving.load_model(tmp_path / "generator.keras")
     np.testing.assert_allclose(reloaded(z), adapted(z), rtol=1e-4, atol=1e-3)
+    clipped = conventions.adapt_generator(generator, scale, offset, clip_to=(0.0, 255.0))
+    clipped.save(tmp_path / "clipped.keras")
+    # A run's generator.keras, loaded by a user's program that imports nothing but dfad_tf.
+    loaded = subprocess.run([sys.executable, "-c", "import dfad_tf, keras, sys; "
+                             "print(keras.saving.load_model(sys.argv[1]).output_shape)", tmp_path / "clipped.keras"],
+                            capture_output=True, text=True, timeout=120)
+    assert loaded.stdout.strip().endswith("(None, 32, 32, 1)"), loaded.stderr[-1000:]
     np.testing.assert_allclose(conventions.adapt_images(np.ones((1, 2, 2, 1)), scale, offset),
                                np.full((1, 2, 2, 1), scale + offset, "float32"))
 
