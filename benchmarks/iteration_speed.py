@@ -23,13 +23,17 @@ Variants are `+`-joined tokens: a base `graph` (one tf.function per
 iteration, no XLA), `xla` (jit_compile=True, what Keras's "auto" picks) or
 `eager`; then optionally `bf16` (mixed_bfloat16 policy), `speN`
 (steps_per_execution=N), `fused` (the k imitation batches from one
-generator and one teacher pass; see benchmarks/README.md) and `kerasbn` (the
-generator's BatchNorm layers Keras's own instead of dfad_tf's fused ones, as
-before issue 17). Not a test: it
-asserts nothing and takes minutes.
+generator and one teacher pass; see benchmarks/README.md), `kerasbn` (the
+generator's BatchNorm layers Keras's own instead of dfad_tf's fused ones) and
+`upsample` (the generator's upsampling as `UpSampling2D` then a 3x3
+convolution instead of `UpsampleConv2D`), the last two as before issue 17.
+FLOPs are the multiply-adds each implementation executes, so the PyTorch loop
+and `upsample` count the generator's convolutions over the upsampled maps.
+Not a test: it asserts nothing and takes minutes.
 """
 
 import argparse
+import contextlib
 import os
 import platform
 import signal
@@ -50,18 +54,19 @@ MAX_SPREAD = 0.10
 
 
 def parse_variant(name):
-    """`graph+bf16+spe4` -> dict(base="graph", bf16=True, steps_per_execution=4, fused=False, kerasbn=False)."""
+    """`graph+bf16+spe4` -> dict(base="graph", bf16=True, steps_per_execution=4, fused=False, ...)."""
     base, *options = name.split("+")
     if base not in ("graph", "xla", "eager"):
         raise SystemExit(f"--variants: {name!r} must start with graph, xla or eager")
-    variant = dict(base=base, bf16=False, steps_per_execution=1, fused=False, kerasbn=False)
+    variant = dict(base=base, bf16=False, steps_per_execution=1, fused=False, kerasbn=False, upsample=False)
     for option in options:
-        if option in ("bf16", "fused", "kerasbn"):
+        if option in ("bf16", "fused", "kerasbn", "upsample"):
             variant[option] = True
         elif option.startswith("spe") and option[3:].isdigit() and int(option[3:]) > 0:
             variant["steps_per_execution"] = int(option[3:])
         else:
-            raise SystemExit(f"--variants: unknown option {option!r} in {name!r} (bf16, fused, kerasbn, speN)")
+            raise SystemExit(f"--variants: unknown option {option!r} in {name!r} "
+                             "(bf16, fused, kerasbn, upsample, speN)")
     return variant
 
 
@@ -98,6 +103,28 @@ def fused_distiller_class():
     return FusedImitationDistiller
 
 
+@contextlib.contextmanager
+def earlier_layers(variant):
+    """The generator's layers as they were before issue 17, where `variant` asks for them."""
+    import keras
+
+    from dfad_tf.models import generators
+
+    def upsample_then_convolve(filters, name):
+        convolve = keras.layers.Conv2D(filters, 3, padding="same", name=name)
+        return lambda x: convolve(keras.layers.UpSampling2D(2, name=f"up_{name}")(x))
+
+    saved = generators.FusedBatchNormalization, generators.UpsampleConv2D
+    if variant["kerasbn"]:
+        generators.FusedBatchNormalization = keras.layers.BatchNormalization
+    if variant["upsample"]:
+        generators.UpsampleConv2D = upsample_then_convolve
+    try:
+        yield
+    finally:
+        generators.FusedBatchNormalization, generators.UpsampleConv2D = saved
+
+
 def build_models(config, generator_width, latent_dim):
     from dfad_tf import models
 
@@ -119,14 +146,11 @@ def tf_worker(args):
     variant = parse_variant(args.variant)
     if variant["bf16"]:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    if variant["kerasbn"]:
-        from dfad_tf.models import generators
-
-        generators.FusedBatchNormalization = keras.layers.BatchNormalization
     keras.utils.set_random_seed(0)
     distiller_class = fused_distiller_class() if variant["fused"] else DataFreeDistiller
-    distiller = distiller_class(*build_models(args.config, args.generator_width, args.latent_dim),
-                                imitation_steps=IMITATION_STEPS)
+    with earlier_layers(variant):
+        distiller = distiller_class(*build_models(args.config, args.generator_width, args.latent_dim),
+                                    imitation_steps=IMITATION_STEPS)
     distiller.compile(*optimizers.paper_optimizers(0.01, weight_decay=0),
                       jit_compile=variant["base"] == "xla", run_eagerly=variant["base"] == "eager",
                       steps_per_execution=variant["steps_per_execution"])
@@ -178,8 +202,8 @@ def matmul_worker(args):
 # ---------------------------------------------------------------- orchestrator
 
 
-def iteration_flops(config, batch_size, generator_width, latent_dim):
-    """Multiply-add FLOPs (2 per MAC) of one DFAD iteration as the loop runs the networks.
+def iteration_flops(config, batch_size, generator_width, latent_dim, variant):
+    """Multiply-add FLOPs (2 per MAC) of one DFAD iteration as `variant`'s loop runs the networks.
 
     Per imitation step: generator and teacher forward, student forward and
     backward (weights and inputs: 2x forward). Generation step: generator
@@ -188,8 +212,9 @@ def iteration_flops(config, batch_size, generator_width, latent_dim):
     """
     from dfad_tf.profile import macs_per_image
 
-    teacher, student, generator = (macs_per_image(model) for model in
-                                   build_models(config, generator_width, latent_dim))
+    with earlier_layers(variant):
+        teacher, student, generator = (macs_per_image(model) for model in
+                                       build_models(config, generator_width, latent_dim))
     imitation = generator + teacher + 3 * student
     generation = 3 * generator + 2 * teacher + 2 * student
     return 2 * batch_size * (IMITATION_STEPS * imitation + generation)
@@ -278,7 +303,11 @@ def benchmark(config, batch_size, args, torch_python):
 
 
 def report(config, batch_size, args, workers, rss):
-    flops = iteration_flops(config, batch_size, args.generator_width, args.latent_dim)
+    paper_flops = iteration_flops(config, batch_size, args.generator_width, args.latent_dim,
+                                  parse_variant("graph+upsample"))
+    flops = {f"dfad_tf {v}": iteration_flops(config, batch_size, args.generator_width, args.latent_dim,
+                                             parse_variant(v)) for v in args.variants}
+    flops["PyTorch reference"] = paper_flops
     matmul_flops = 2 * MATMUL_SIZE**3 * args.matmuls
     rates = {w.name: [w.units / s for s in w.seconds] for w in workers}
     peak = {p: [matmul_flops / s for s in next(w for w in workers if w.name == f"matmul {p}").seconds]
@@ -287,7 +316,8 @@ def report(config, batch_size, args, workers, rss):
     baseline = rates[f"dfad_tf {args.variants[0]}"]
     spec = CONFIGS[config]
     print(f"\n{spec['teacher']} -> {spec['student']}, Generator-A width {args.generator_width}, "
-          f"32x32x{spec['channels']}, batch {batch_size}: {flops / 1e9:.1f} GFLOP per iteration; "
+          f"32x32x{spec['channels']}, batch {batch_size}: {paper_flops / 1e9:.1f} GFLOP per iteration as the "
+          f"paper's loop runs it, {flops[f'dfad_tf {args.variants[0]}'] / 1e9:.1f} as {args.variants[0]} does; "
           f"matmul {MATMUL_SIZE}^3: float32 {statistics.median(peak['float32']) / 1e9:.0f} GFLOP/s, "
           f"bfloat16 {statistics.median(peak['bfloat16']) / 1e9:.0f} GFLOP/s "
           f"(medians of {args.repeats} rounds)\n")
@@ -300,10 +330,10 @@ def report(config, batch_size, args, workers, rss):
         rate = rates[worker.name]
         ratio = f"{statistics.median(r / t for r, t in zip(rate, reference)):.2f}" if reference else "-"
         gain = statistics.median(r / b for r, b in zip(rate, baseline))
-        fractions = [f"{statistics.median(r * flops / p for r, p in zip(rate, peak[precision])):.0%}"
+        fractions = [f"{statistics.median(r * flops[worker.name] / p for r, p in zip(rate, peak[precision])):.0%}"
                      for precision in ("float32", "bfloat16")]
         print(f"| {worker.name} | {statistics.median(rate):.3f} | {ratio} | {gain:.2f} | "
-              f"{statistics.median(rate) * flops / 1e9:.0f} | {fractions[0]} | {fractions[1]} | "
+              f"{statistics.median(rate) * flops[worker.name] / 1e9:.0f} | {fractions[0]} | {fractions[1]} | "
               f"{rss[worker.name]:.0f} | {spread(rate):.0%} |", flush=True)
     unsteady = [f"{name} {spread(rate):.0%}" for name, rate in rates.items() if spread(rate) > MAX_SPREAD]
     if unsteady:

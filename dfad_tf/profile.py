@@ -9,8 +9,9 @@ from dfad_tf import objectives
 # Preprocessing layers that tell how a model expects its input to be scaled.
 _SCALING_LAYERS = ("Rescaling", "Normalization")
 # Layers whose multiply-adds are counted, and layers with weights whose cost is a few operations per value.
-_COUNTED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "Dense")
-_ELEMENTWISE = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "Normalization", "PReLU")
+_COUNTED = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Conv2DTranspose", "UpsampleConv2D", "Dense")
+_ELEMENTWISE = ("BatchNormalization", "FusedBatchNormalization", "LayerNormalization", "GroupNormalization",
+                "Normalization", "PReLU")
 
 
 def _layers(model):
@@ -37,6 +38,8 @@ def _layer_macs(layer):
             positions *= size
         return positions * kernel[0] * kernel[1]
     height, width = (layer.input if kind == "Conv2DTranspose" else layer.output).shape[1:3]
+    if kind == "UpsampleConv2D":  # 2x2 distinct input pixels under each 3x3 window (its docstring)
+        return height * width * 4 * kernel[2] * kernel[3]
     # Conv2D kernel (kh, kw, cin / groups, cout); DepthwiseConv2D (kh, kw, cin, multiplier);
     # Conv2DTranspose (kh, kw, cout, cin): each is one multiply-add per element per position.
     return height * width * kernel[0] * kernel[1] * kernel[2] * kernel[3]

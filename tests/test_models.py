@@ -118,3 +118,40 @@ def test_fused_batchnorm_trains_and_infers_exactly_as_keras_batchnorm(policy, af
     # ... in one fused kernel, not Keras's separate passes.
     graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(images).graph
     assert [op.type for op in graph.get_operations() if op.type.startswith("FusedBatchNorm")] == ["FusedBatchNormV3"]
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_upsample_conv_equals_nearest_upsampling_then_a_3x3_convolution(policy):
+    import tensorflow as tf
+
+    from dfad_tf import profile
+    from dfad_tf.models.generators import UpsampleConv2D
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(size=(2, 7, 5, 3)).astype("float32"))  # odd sizes: every border case
+    weighting = tf.constant(rng.normal(size=(2, 14, 10, 4)).astype("float32"))
+    weights = [rng.normal(size=(3, 3, 3, 4)).astype("float32"), rng.normal(size=4).astype("float32")]
+    inputs = keras.Input((7, 5, 3))
+    reference = keras.layers.Conv2D(4, 3, padding="same", dtype=policy)
+    combined = UpsampleConv2D(4, dtype=policy)
+    results = []
+    for model in (keras.Model(inputs, reference(keras.layers.UpSampling2D(2, dtype=policy)(inputs))),
+                  keras.Model(inputs, combined(inputs))):
+        model.layers[-1].set_weights(weights)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = model(images)
+            loss = tf.reduce_sum(tf.cast(outputs, "float32") * weighting)
+        results.append((outputs, tape.gradient(loss, [images, *model.trainable_weights])))
+    (expected, expected_grads), (outputs, grads) = results
+    assert outputs.dtype == expected.dtype and outputs.shape == (2, 14, 10, 4)
+    tolerance = 1e-5 if policy == "float32" else 2e-2
+    np.testing.assert_allclose(tf.cast(outputs, "float32"), tf.cast(expected, "float32"),
+                               atol=tolerance * np.abs(expected).max())
+    for gradient, reference_gradient in zip(grads, expected_grads):
+        np.testing.assert_allclose(gradient, reference_gradient, atol=tolerance * np.abs(reference_gradient).max())
+    # No upsampled map: one transposed convolution, counted at the 4 multiply-adds per output it runs.
+    graph = tf.function(combined).get_concrete_function(images).graph
+    kinds = {op.type for op in graph.get_operations()}
+    assert "Conv2DBackpropInput" in kinds and not kinds & {"Tile", "ResizeNearestNeighbor", "Conv2D"}
+    assert profile.macs_per_image(keras.Model(inputs, combined(inputs))) == 14 * 10 * 4 * 3 * 4

@@ -52,6 +52,53 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return outputs
 
 
+@keras.saving.register_keras_serializable(package="dfad_tf")
+class UpsampleConv2D(layers.Conv2D):
+    """Nearest-neighbour 2x upsampling then a 3x3 "same" convolution, in 4/9 of the work.
+
+    Over a nearest-upsampled map, a 3x3 window reads only 2x2 distinct input
+    pixels: even output rows read input rows i - 1 and i with kernel rows 0 and
+    1 + 2 summed, odd ones rows i and i + 1 with kernel rows 0 + 1 and 2 (the
+    same for columns). That is one stride-2 transposed convolution of the
+    input with a 4x4 kernel of summed taps, so the upsampled map is never
+    built. Same weights (a 3x3 kernel and a bias) and outputs as
+    `UpSampling2D(2)` followed by `Conv2D(filters, 3, padding="same")`;
+    these convolutions were most of a DFAD iteration's float32 time
+    (`benchmarks/op_profile.py`).
+
+    Example:
+    >>> layer = UpsampleConv2D(8)
+    >>> layer(tf.zeros((2, 7, 7, 4))).shape
+    TensorShape([2, 14, 14, 8])
+    """
+
+    def __init__(self, filters, **kwargs):
+        kwargs.setdefault("kernel_size", 3)
+        kwargs.setdefault("padding", "same")
+        super().__init__(filters, **kwargs)
+        if self.kernel_size != (3, 3) or self.padding != "same" or self.strides != (1, 1) \
+                or self.dilation_rate != (1, 1) or self.groups != 1 or self.data_format != "channels_last":
+            raise ValueError("UpsampleConv2D is a 3x3, stride-1, 'same', channels-last convolution")
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, _ = input_shape
+        return (batch, None if height is None else 2 * height, None if width is None else 2 * width,
+                self.filters)
+
+    def call(self, inputs):
+        k = tf.convert_to_tensor(self.kernel)
+        # A stride-2 transposed convolution with "same" padding gives output row 2i the input rows
+        # i - 1 and i through its kernel rows 3 and 1, and row 2i + 1 the rows i and i + 1 through 2 and 0.
+        k = tf.stack([k[2], k[1] + k[2], k[0] + k[1], k[0]])
+        k = tf.stack([k[:, 2], k[:, 1] + k[:, 2], k[:, 0] + k[:, 1], k[:, 0]], axis=1)
+        shape = tf.shape(inputs)
+        outputs = tf.nn.conv2d_transpose(inputs, tf.transpose(k, [0, 1, 3, 2]),
+                                         [shape[0], 2 * shape[1], 2 * shape[2], self.filters], 2, "SAME")
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, tf.convert_to_tensor(self.bias))
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
 _BN = dict(momentum=0.9, epsilon=1e-5)
 
 
@@ -98,8 +145,7 @@ def generator_a(latent_dim, image_shape, width=64, synchronized_batchnorm=False,
     bn = dict(_BN, synchronized=synchronized_batchnorm)
     z, x = _project(latent_dim, image_shape, 2 * width, upsampling=4, bn=bn)
     for i, filters in enumerate((2 * width, width), start=1):
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}")(x)
-        x = layers.Conv2D(filters, 3, padding="same", name=f"conv{i}")(x)
+        x = UpsampleConv2D(filters, name=f"conv{i}")(x)
         x = FusedBatchNormalization(**bn, name=f"bn{i}")(x)
         x = layers.LeakyReLU(0.2, name=f"lrelu{i}")(x)
     x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
