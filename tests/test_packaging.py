@@ -47,7 +47,7 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_digits_by_name(tmp_path):
     config = metrics["config"]
     # From digits.cfg and, through it, teacher_digits.cfg; the overrides on top.
     assert (config["student"]["model"], config["generator"]["width"], config["schedule"]["lr_decay_epochs"]) == (
-        "lenet5_half", 16, [20])
+        "lenet5_half", 16, [25])
     assert (config["teacher"]["training"]["model"], config["teacher"]["training"]["label_smoothing"]) == ("lenet5", 0.1)
     assert (config["schedule"]["epochs"], config["teacher"]["training"]["epochs"]) == (1, 1)
     assert metrics["student_tflite_accuracy"] == metrics["student_accuracy"]
