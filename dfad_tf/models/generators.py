@@ -86,17 +86,24 @@ class UpsampleConv2D(layers.Conv2D):
                 self.filters)
 
     def call(self, inputs):
-        k = tf.convert_to_tensor(self.kernel)
-        # A stride-2 transposed convolution with "same" padding gives output row 2i the input rows
-        # i - 1 and i through its kernel rows 3 and 1, and row 2i + 1 the rows i and i + 1 through 2 and 0.
-        k = tf.stack([k[2], k[1] + k[2], k[0] + k[1], k[0]])
-        k = tf.stack([k[:, 2], k[:, 1] + k[:, 2], k[:, 0] + k[:, 1], k[:, 0]], axis=1)
+        kernel = _summed_taps(_summed_taps(tf.convert_to_tensor(self.kernel), axis=0), axis=1)
         shape = tf.shape(inputs)
-        outputs = tf.nn.conv2d_transpose(inputs, tf.transpose(k, [0, 1, 3, 2]),
+        outputs = tf.nn.conv2d_transpose(inputs, tf.transpose(kernel, [0, 1, 3, 2]),
                                          [shape[0], 2 * shape[1], 2 * shape[2], self.filters], 2, "SAME")
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, tf.convert_to_tensor(self.bias))
         return self.activation(outputs) if self.activation is not None else outputs
+
+
+def _summed_taps(kernel, axis):
+    """A 3x3 kernel's taps along `axis` as the 4 taps of `UpsampleConv2D`'s transposed convolution.
+
+    With stride 2 and "same" padding, that convolution gives output row 2i the
+    input rows i - 1 and i through its taps 3 and 1, and row 2i + 1 the rows i
+    and i + 1 through its taps 2 and 0.
+    """
+    first, middle, last = tf.unstack(kernel, axis=axis)
+    return tf.stack([last, middle + last, first + middle, first], axis=axis)
 
 
 _BN = dict(momentum=0.9, epsilon=1e-5)
