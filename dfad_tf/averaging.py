@@ -1,11 +1,13 @@
-"""A momentum average of the student's weights: the student a run keeps, steadier than the one it trains.
+"""Momentum averages of a model's weights: of the student (the student a run keeps) or of the generator.
 
 DFAD's student follows a generator that keeps moving to wherever the student is
 wrong now, so its held-out accuracy swings from epoch to epoch and the last
 epoch's student can be far below the best one, which only labels could pick.
-An average of its weights over its last iterations (Polyak averaging; MAD,
-Do et al. 2022, averages the generator instead) smooths those swings out
-without labels.
+An average of its weights over its last iterations (Polyak averaging) smooths
+those swings out without labels. Averaging the generator instead (MAD, Do et
+al. 2022) gives the student images from where the generator has been over its
+last iterations beside those from where it is now, so that it does not forget
+what the generator's earlier states taught it.
 """
 
 import keras
@@ -32,7 +34,7 @@ class WeightAverage(keras.layers.Layer):
     Args:
         model: the built model whose weights are averaged; the average starts at its weights.
         momentum: in [0, 1): the longest the average gets is about `1 / (1 - momentum)` updates.
-        name: layer name.
+        name: layer name (named in the error for a momentum out of range).
 
     Example:
     >>> average = WeightAverage(student, momentum=0.998)
@@ -44,7 +46,7 @@ class WeightAverage(keras.layers.Layer):
     def __init__(self, model, momentum, name="student_average", **kwargs):
         super().__init__(name=name, dtype="float32", **kwargs)
         if not 0 <= momentum < 1:
-            raise ValueError(f"the average's momentum (student_average) must be in [0, 1), got {momentum!r}")
+            raise ValueError(f"the average's momentum ({name}) must be in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
         self.count = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False, name="count",
                                      aggregation="only_first_replica")
@@ -67,10 +69,14 @@ class WeightAverage(keras.layers.Layer):
                 average.assign(momentum * average + (1 - momentum) * ops.cast(weight, "float32"))
         self.count.assign_add(1)
 
-    def call_model(self, model, inputs):
-        """`model(inputs)` in inference mode with the averaged weights in place of its own."""
+    def call_model(self, model, inputs, training=False):
+        """`model(inputs)` with the averaged weights in place of its own; the model's variables are left as they are.
+
+        In training mode BatchNorm layers normalise with the batch's
+        statistics, as the generator does when it makes images for the student.
+        """
         outputs, _ = model.stateless_call(self.values(model.trainable_variables),
-                                          self.values(model.non_trainable_variables), inputs, training=False)
+                                          self.values(model.non_trainable_variables), inputs, training=training)
         return outputs
 
     def values(self, variables):

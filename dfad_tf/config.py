@@ -184,6 +184,8 @@ class ObjectiveConfig:
         generator_loss_weights: weights of the generator's terms (`objectives.TERMS`).
         replay_memory: images kept in the replay memory (0: none).
         clip_pixels: clip generated images to the real pixel range of the teacher's convention.
+        generator_average: momentum of the average of the generator's weights that makes half of the
+            student's images (0: none).
         student_average: momentum of the average of the student's weights that the run keeps (0: none).
     """
 
@@ -193,6 +195,7 @@ class ObjectiveConfig:
     generator_loss_weights: dict | None = None
     replay_memory: int | None = None
     clip_pixels: bool | None = None
+    generator_average: float | None = None
     student_average: float | None = None
 
 

@@ -48,6 +48,13 @@ class DataFreeDistiller(keras.Model):
     noise), so the student keeps agreeing with the teacher where earlier
     generators led it, on any number of replicas alike.
 
+    With `generator_average`, the distiller keeps a momentum average of the
+    generator's weights (`averaging.WeightAverage`, updated after every
+    generation step), and every imitation step makes half of its images
+    with the averaged generator: the student learns from where the
+    generator is and from where it has been over its last iterations (MAD,
+    Do et al. 2022), at the same cost.
+
     With `student_average`, the distiller also keeps a momentum average of the
     student's weights (`averaging.WeightAverage`, updated after every
     iteration): the student the run keeps (`kept_student()`), which
@@ -65,6 +72,10 @@ class DataFreeDistiller(keras.Model):
         imitation_steps: student updates per generator update (k, 5 in the paper).
         seed: integer seed of the latent noise.
         replay_memory: images kept in the replay memory; 0 for none (the paper's DFAD).
+        generator_average: momentum of the average of the generator's weights
+            that makes half of the student's images, in [0, 1): about
+            `1 / (1 - generator_average)` iterations are averaged; 0 for none
+            (the paper's DFAD). Ignored for a generator that is not trainable.
         student_average: momentum of the average of the student's weights, in
             [0, 1): about `1 / (1 - student_average)` iterations are averaged;
             0 for none (the paper's DFAD: the student kept is the one trained).
@@ -89,7 +100,7 @@ class DataFreeDistiller(keras.Model):
     """
 
     def __init__(self, teacher, student, generator, imitation_steps=5, seed=0, replay_memory=0,
-                 student_average=0.0, name="data_free_distiller", **kwargs):
+                 generator_average=0.0, student_average=0.0, name="data_free_distiller", **kwargs):
         super().__init__(name=name, **kwargs)
         for role, model in (("teacher", teacher), ("student", student), ("generator", generator)):
             if not isinstance(model, keras.Model):
@@ -116,6 +127,8 @@ class DataFreeDistiller(keras.Model):
                                         aggregation="only_first_replica")
         self.memory = (memory.ReplayMemory(replay_memory, generator.output_shape[1:], seed=seed) if replay_memory
                        else None)
+        self.generator_average = (averaging.WeightAverage(generator, generator_average, name="generator_average")
+                                  if generator_average and generator.trainable else None)
         self.average = averaging.WeightAverage(student, student_average) if student_average else None
         self._kept_copy = None
         self.student_loss_tracker = keras.metrics.Mean(name="loss_S")
@@ -259,14 +272,33 @@ class DataFreeDistiller(keras.Model):
         if self.generator.trainable:
             self.generator_loss_tracker.update_state(_global_mean(self._generation_step(noise[:, -1])))
             logs["loss_G"] = self.generator_loss_tracker.result()
+            if self.generator_average is not None:
+                self.generator_average.update(self.generator)
         self.iteration.assign_add(1)
         return self._across_workers(logs)
 
     def _imitation_step(self, noise, step=0, rows=None):
-        images = self.generator(noise, training=True)
+        images = self._imitation_images(noise, rows)
         if self.memory is not None:
             images = tf.concat([images, tf.cast(self._replay(images, step, rows), images.dtype)], axis=0)
         return imitation_step(self.teacher, self.student, images, self.discrepancy, self.student_optimizer)
+
+    def _imitation_images(self, noise, rows):
+        """The student's images from this replica's `noise`, the noise of its `rows` of the global batch.
+
+        With `generator_average`, the even rows of the global batch come from
+        the generator and the odd ones from the averaged generator, each
+        normalising its BatchNorm over its own rows: every replica makes half
+        of its images each way, and together they make the images of one device.
+        """
+        if self.generator_average is None:
+            return self.generator(noise, training=True)
+        if rows is None:  # the noise of the whole global batch
+            rows = tf.range(tf.shape(noise)[0])
+        fresh = tf.equal(rows % 2, 0)
+        return tf.concat([self.generator(tf.boolean_mask(noise, fresh), training=True),
+                          self.generator_average.call_model(self.generator, tf.boolean_mask(noise, ~fresh),
+                                                            training=True)], axis=0)
 
     def _replay(self, images, step, rows):
         """This replica's `rows` of a global batch drawn from the replay memory (all of it without `rows`).

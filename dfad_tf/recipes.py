@@ -16,8 +16,8 @@ README's "Recipes" section has the measurements behind each choice.
 
 Example:
 >>> RECIPES["robust"].parts(conv_bn_teacher)
-{'standardize_logits': False, 'clip_pixels': True, 'replay_memory': 0, 'student_average': 0.0,
- 'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
+{'standardize_logits': False, 'clip_pixels': True, 'replay_memory': 0, 'generator_average': 0.0,
+ 'student_average': 0.0, 'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
 """
 
 import dataclasses
@@ -36,6 +36,9 @@ class Recipe:
         clip_pixels: clip generated images to the real pixel range
             (`conventions.PixelRange`).
         replay_memory: images in the replay memory (0 for none).
+        generator_average: momentum of the average of the generator's
+            weights that makes half of the student's images
+            (`averaging.WeightAverage`; 0 for none).
         student_average: momentum of the average of the student's weights
             that the run keeps (`averaging.WeightAverage`; 0 for none).
         weights: generator loss weights (`objectives.TERMS`).
@@ -47,6 +50,7 @@ class Recipe:
     standardize_logits: bool
     clip_pixels: bool
     replay_memory: int
+    generator_average: float
     student_average: float
     weights: tuple  # (term, weight) pairs: a frozen dataclass needs hashable fields
     batchnorm_prior: float
@@ -54,7 +58,8 @@ class Recipe:
     def parts(self, teacher):
         """The recipe's parts for `teacher`: the `config.ObjectiveConfig` fields it decides."""
         parts = {"standardize_logits": self.standardize_logits, "clip_pixels": self.clip_pixels,
-                 "replay_memory": self.replay_memory, "student_average": self.student_average,
+                 "replay_memory": self.replay_memory, "generator_average": self.generator_average,
+                 "student_average": self.student_average,
                  "generator_loss_weights": dict(self.weights)}
         if self.batchnorm_prior and objectives.batchnorm_probe(teacher)[0]:
             parts["standardize_logits"] = False
@@ -63,8 +68,8 @@ class Recipe:
 
 
 RECIPES = {
-    "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0, student_average=0.0,
-                    weights=(("adversarial", 1.0),), batchnorm_prior=0.0),
-    "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0, student_average=0.0,
-                     weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
+    "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0, generator_average=0.0,
+                    student_average=0.0, weights=(("adversarial", 1.0),), batchnorm_prior=0.0),
+    "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0, generator_average=0.0,
+                     student_average=0.0, weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
 }

@@ -364,6 +364,7 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm):
             *input_map, clip_to=conventions.pixel_range(*input_map, **statistics) if objective.clip_pixels else None)
     distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=schedule.imitation_steps,
                                   seed=run_config.seed, replay_memory=objective.replay_memory,
+                                  generator_average=objective.generator_average,
                                   student_average=objective.student_average)
     try:
         weights = objectives.check_weights(dict(objective.generator_loss_weights))

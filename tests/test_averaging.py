@@ -1,8 +1,9 @@
-"""The average of the student's weights: what it computes, what the distiller measures and keeps."""
+"""Averages of the student's and the generator's weights: what they compute, what the distiller does with them."""
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from dfad_tf import averaging, models, optimizers
 from dfad_tf.distiller import DataFreeDistiller
@@ -57,3 +58,34 @@ def test_a_momentum_outside_zero_to_one_is_refused(momentum):
     with pytest.raises(ValueError, match=r"momentum \(student_average\) must be in \[0, 1\)"):
         DataFreeDistiller(models.build_classifier("lenet5", (32, 32, 1), 10), student, generator,
                           student_average=momentum)
+    with pytest.raises(ValueError, match=r"momentum \(generator_average\) must be in \[0, 1\)"):
+        DataFreeDistiller(models.build_classifier("lenet5", (32, 32, 1), 10), student, generator,
+                          generator_average=momentum)
+
+
+def test_the_generators_average_makes_half_of_the_students_images():
+    keras.utils.set_random_seed(0)
+    teacher = models.build_classifier("lenet5", (32, 32, 1), 10)
+    student = models.build_classifier("lenet5_half", (32, 32, 1), 10)
+    generator = models.build_generator("generator_a", 16, (32, 32, 1), width=4)
+    distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=1, generator_average=0.5)
+    distiller.compile(*optimizers.paper_optimizers(0.1, 1e-2, weight_decay=0))
+    seen = []
+    record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(generator.get_weights()))
+    distiller.fit(batch_size=8, steps_per_epoch=5, epochs=1, verbose=0, callbacks=[record])
+    expected = seen[0]  # updated after each generation step, as the student's average after each iteration
+    for n, weights in enumerate(seen[1:], start=1):
+        momentum = min(0.5, n / (n + 3))
+        expected = [momentum * a + (1 - momentum) * w for a, w in zip(expected, weights)]
+    averaged = keras.models.clone_model(generator)
+    averaged.set_weights([np.asarray(v) for v in distiller.generator_average.values(generator.weights)])
+    for got, want in zip(averaged.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+    noise = distiller.latent_noise(8, 0)[:, 0]
+    images = distiller._imitation_images(noise, tf.range(8)).numpy()
+    np.testing.assert_allclose(images[:4], generator(noise[0::2], training=True), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(images[4:], averaged(noise[1::2], training=True), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(images[4:], generator(noise[1::2], training=True), atol=1e-3)
+    generator.trainable = False  # a fixed generator never moves: nothing to average
+    assert DataFreeDistiller(teacher, student, generator, generator_average=0.5).generator_average is None

@@ -10,8 +10,8 @@ from dfad_tf.data import digits
 
 def test_the_paper_recipe_is_dfad_as_published():
     paper = recipes.RECIPES["paper"]
-    as_published = {"standardize_logits": False, "clip_pixels": False, "replay_memory": 0, "student_average": 0.0,
-                    "generator_loss_weights": {"adversarial": 1.0}}
+    as_published = {"standardize_logits": False, "clip_pixels": False, "replay_memory": 0, "generator_average": 0.0,
+                    "student_average": 0.0, "generator_loss_weights": {"adversarial": 1.0}}
     assert paper.parts(models.build_classifier("lenet5", (32, 32, 1), 10)) == as_published
     assert paper.parts(conv_bn_classifier()) == as_published  # never a prior, even where one could be read
 
@@ -26,10 +26,11 @@ def test_the_batchnorm_prior_replaces_standardised_logits_where_batchnorm_can_be
     robust = recipes.RECIPES["robust"]
     assert robust.parts(unit_bn_teacher) == {
         "standardize_logits": False, "clip_pixels": True, "replay_memory": 0,
-        "student_average": robust.student_average,
+        "generator_average": robust.generator_average, "student_average": robust.student_average,
         "generator_loss_weights": {"adversarial": 1.0, "batchnorm": robust.batchnorm_prior}}
     guarded = {"standardize_logits": True, "clip_pixels": True, "replay_memory": 0,
-               "student_average": robust.student_average, "generator_loss_weights": {"adversarial": 1.0}}
+               "generator_average": robust.generator_average, "student_average": robust.student_average,
+               "generator_loss_weights": {"adversarial": 1.0}}
     assert robust.parts(models.build_classifier("lenet5", (32, 32, 1), 10)) == guarded
     # The same Conv-BN teacher as a SavedModel keeps its BatchNorm layers in its graph: the prior reads them there.
     unit_bn_teacher.export(tmp_path / "saved", verbose=False)

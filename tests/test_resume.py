@@ -17,9 +17,9 @@ from dfad_tf.cli import distill
 from conftest import TINY, run_binary
 
 EPOCHS = 3
-# With a replay memory and an average of the student's weights: both are state a resumed run must restore.
+# With a replay memory and averages of the student's and the generator's weights: state a resumed run must restore.
 FLAGS = [*TINY, f"--epochs={EPOCHS}", "--iterations_per_epoch=8", "--export=float32", "--replay_memory=64",
-         "--student_average=0.9"]
+         "--generator_average=0.9", "--student_average=0.9"]
 
 
 def history(model_dir):

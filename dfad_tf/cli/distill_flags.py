@@ -39,8 +39,8 @@ flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
                   "What the generator optimises and how the student learns: robust (the default, for any teacher: "
                   "pixels clipped to the real range, and a BatchNorm prior when the teacher's BatchNorm layers can "
                   "be read, else standardized logits) or paper (DFAD exactly as published). --standardize_logits, "
-                  "--replay_memory, --clip_pixels, --student_average and --generator_loss_weights override single "
-                  "parts of it.")
+                  "--replay_memory, --clip_pixels, --generator_average, --student_average and --generator_loss_weights "
+                  "override single parts of it.")
 flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
@@ -54,6 +54,11 @@ flags.DEFINE_bool("clip_pixels", None,
                   "Clip generated images to the range real pixels have in the teacher's input convention (black to "
                   "white), so that the generator cannot invent pixels no teacher was trained on. Default: from "
                   "--recipe (robust: on; paper: off).")
+flags.DEFINE_float("generator_average", None,
+                   "Momentum of an average of the generator's weights over its last iterations (about "
+                   "1 / (1 - momentum) of them), updated after every generation step: every imitation step makes "
+                   "half of its images with it, so the student also learns where the generator has been, not only "
+                   "where it is (0: none). Default: from --recipe (0 in both).", lower_bound=0.0, upper_bound=0.9999)
 flags.DEFINE_float("student_average", None,
                    "Momentum of an average of the student's weights over its last iterations (about "
                    "1 / (1 - momentum) of them), updated after every iteration: the student measured each epoch, "
@@ -136,7 +141,8 @@ FIELDS = {
     "image_size": "schedule.image_size",
     "recipe": "objective.recipe", "loss": "objective.loss", "standardize_logits": "objective.standardize_logits",
     "generator_loss_weights": "objective.generator_loss_weights", "replay_memory": "objective.replay_memory",
-    "clip_pixels": "objective.clip_pixels", "student_average": "objective.student_average",
+    "clip_pixels": "objective.clip_pixels", "generator_average": "objective.generator_average",
+    "student_average": "objective.student_average",
     "strategy": "precision.strategy", "sync_batchnorm": "precision.sync_batchnorm",
     "mixed_precision": "precision.mixed_precision", "jit_compile": "precision.jit_compile",
     "export": "export.formats", "calibration_images": "export.calibration_images", "int8_io": "export.int8_io",
@@ -157,7 +163,8 @@ def distill_config():
     base = recorded or config.DistillConfig(model_dir=FLAGS.model_dir)
     if recorded is not None and FLAGS["recipe"].present:  # the recorded parts are the old recipe's
         base = dataclasses.replace(base, objective=dataclasses.replace(base.objective, **dict.fromkeys(
-            ("standardize_logits", "clip_pixels", "replay_memory", "student_average", "generator_loss_weights"))))
+            ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "student_average",
+             "generator_loss_weights"))))
     with common.flag_errors(FIELDS):
         built = common.from_flags(base, FIELDS, CONVERTERS, only_present=recorded is not None)
     # --output_stride is the student's as well as the teacher's
