@@ -22,11 +22,12 @@ def conv_bn_classifier():
     return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)))
 
 
-def test_the_batchnorm_prior_replaces_standardised_logits_where_batchnorm_can_be_read(unit_bn_teacher, tmp_path):
+def test_where_batchnorm_can_be_read_its_prior_replaces_standardised_logits_and_the_generators_average(
+        unit_bn_teacher, tmp_path):
     robust = recipes.RECIPES["robust"]
     assert robust.parts(unit_bn_teacher) == {
         "standardize_logits": False, "clip_pixels": True, "replay_memory": 0,
-        "generator_average": robust.generator_average, "student_average": robust.student_average,
+        "generator_average": 0.0, "student_average": robust.student_average,
         "generator_loss_weights": {"adversarial": 1.0, "batchnorm": robust.batchnorm_prior}}
     guarded = {"standardize_logits": True, "clip_pixels": True, "replay_memory": 0,
                "generator_average": robust.generator_average, "student_average": robust.student_average,

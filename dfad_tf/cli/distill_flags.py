@@ -38,9 +38,9 @@ flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
 flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
                   "What the generator optimises and how the student learns: robust (the default, for any teacher: "
                   "pixels clipped to the real range, and a BatchNorm prior when the teacher's BatchNorm layers can "
-                  "be read, else standardized logits) or paper (DFAD exactly as published). --standardize_logits, "
-                  "--replay_memory, --clip_pixels, --generator_average, --student_average and --generator_loss_weights "
-                  "override single parts of it.")
+                  "be read, else standardized logits and an averaged generator) or paper (DFAD exactly as "
+                  "published). --standardize_logits, --replay_memory, --clip_pixels, --generator_average, "
+                  "--student_average and --generator_loss_weights override single parts of it.")
 flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
@@ -58,7 +58,8 @@ flags.DEFINE_float("generator_average", None,
                    "Momentum of an average of the generator's weights over its last iterations (about "
                    "1 / (1 - momentum) of them), updated after every generation step: every imitation step makes "
                    "half of its images with it, so the student also learns where the generator has been, not only "
-                   "where it is (0: none). Default: from --recipe (0 in both).", lower_bound=0.0, upper_bound=0.9999)
+                   "where it is (0: none). Default: from --recipe (robust: 0.99, unless the BatchNorm prior is on; "
+                   "paper: 0).", lower_bound=0.0, upper_bound=0.9999)
 flags.DEFINE_float("student_average", None,
                    "Momentum of an average of the student's weights over its last iterations (about "
                    "1 / (1 - momentum) of them), updated after every iteration: the student measured each epoch, "
