@@ -22,12 +22,18 @@ def distiller_and_weights_per_iteration(momentum, iterations):
     return distiller, seen
 
 
-def test_the_average_weighs_recent_iterations_then_keeps_its_momentum():
-    distiller, seen = distiller_and_weights_per_iteration(0.5, iterations=6)
+def polynomial_decay_average(seen, momentum):
+    """The average `WeightAverage` should hold after updates with the weights `seen`, computed in numpy."""
     expected = seen[0]  # the first update copies: no trace of the initial weights
     for n, weights in enumerate(seen[1:], start=1):
-        momentum = min(0.5, n / (n + 3))  # 0.25, 0.4, 0.5, 0.5, 0.5
-        expected = [momentum * a + (1 - momentum) * w for a, w in zip(expected, weights)]
+        weight = min(momentum, n / (n + 3))  # 0.25, 0.4, 0.5, 0.5, 0.5 for momentum 0.5
+        expected = [weight * a + (1 - weight) * w for a, w in zip(expected, weights)]
+    return expected
+
+
+def test_the_average_weighs_recent_iterations_then_keeps_its_momentum():
+    distiller, seen = distiller_and_weights_per_iteration(0.5, iterations=6)
+    expected = polynomial_decay_average(seen, 0.5)
     kept = distiller.kept_student()
     assert kept is not distiller.student
     for got, want, last in zip(kept.get_weights(), expected, seen[-1]):
@@ -73,10 +79,7 @@ def test_the_generators_average_makes_half_of_the_students_images():
     seen = []
     record = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(generator.get_weights()))
     distiller.fit(batch_size=8, steps_per_epoch=5, epochs=1, verbose=0, callbacks=[record])
-    expected = seen[0]  # updated after each generation step, as the student's average after each iteration
-    for n, weights in enumerate(seen[1:], start=1):
-        momentum = min(0.5, n / (n + 3))
-        expected = [momentum * a + (1 - momentum) * w for a, w in zip(expected, weights)]
+    expected = polynomial_decay_average(seen, 0.5)  # updated after each generation step
     averaged = keras.models.clone_model(generator)
     averaged.set_weights([np.asarray(v) for v in distiller.generator_average.values(generator.weights)])
     for got, want in zip(averaged.get_weights(), expected):
