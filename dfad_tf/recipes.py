@@ -27,6 +27,10 @@ import dataclasses
 
 from dfad_tf import objectives
 
+# The `config.ObjectiveConfig` fields a recipe decides, in the order `Recipe.parts` gives them.
+PARTS = ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "student_average",
+         "generator_loss_weights")
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -45,7 +49,7 @@ class Recipe:
             prior is on.
         student_average: momentum of the average of the student's weights
             that the run keeps (`averaging.WeightAverage`; 0 for none).
-        weights: generator loss weights (`objectives.TERMS`).
+        generator_loss_weights: generator loss weights (`objectives.TERMS`).
         batchnorm_prior: weight of the `batchnorm` term, added when the
             teacher has BatchNorm layers that can be read (0 for never); it
             then replaces standardised logits and the generator's average.
@@ -56,15 +60,13 @@ class Recipe:
     replay_memory: int
     generator_average: float
     student_average: float
-    weights: tuple  # (term, weight) pairs: a frozen dataclass needs hashable fields
+    generator_loss_weights: tuple  # (term, weight) pairs: a frozen dataclass needs hashable fields
     batchnorm_prior: float
 
     def parts(self, teacher):
         """The recipe's parts for `teacher`: the `config.ObjectiveConfig` fields it decides."""
-        parts = {"standardize_logits": self.standardize_logits, "clip_pixels": self.clip_pixels,
-                 "replay_memory": self.replay_memory, "generator_average": self.generator_average,
-                 "student_average": self.student_average,
-                 "generator_loss_weights": dict(self.weights)}
+        parts = {name: getattr(self, name) for name in PARTS}
+        parts["generator_loss_weights"] = dict(self.generator_loss_weights)
         if self.batchnorm_prior and objectives.batchnorm_probe(teacher)[0]:
             parts["standardize_logits"] = False
             parts["generator_average"] = 0.0
@@ -74,7 +76,7 @@ class Recipe:
 
 RECIPES = {
     "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0, generator_average=0.0,
-                    student_average=0.0, weights=(("adversarial", 1.0),), batchnorm_prior=0.0),
+                    student_average=0.0, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=0.0),
     "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0, generator_average=0.99,
-                     student_average=0.0, weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
+                     student_average=0.0, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
 }

@@ -163,9 +163,8 @@ def distill_config():
     recorded = config.load(FLAGS.model_dir)
     base = recorded or config.DistillConfig(model_dir=FLAGS.model_dir)
     if recorded is not None and FLAGS["recipe"].present:  # the recorded parts are the old recipe's
-        base = dataclasses.replace(base, objective=dataclasses.replace(base.objective, **dict.fromkeys(
-            ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "student_average",
-             "generator_loss_weights"))))
+        base = dataclasses.replace(base, objective=dataclasses.replace(base.objective,
+                                                                       **dict.fromkeys(recipes.PARTS)))
     with common.flag_errors(FIELDS):
         built = common.from_flags(base, FIELDS, CONVERTERS, only_present=recorded is not None)
     # --output_stride is the student's as well as the teacher's
