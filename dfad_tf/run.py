@@ -173,9 +173,7 @@ def distill(run_config, verbose=2):
     model_dir = run_config.model_dir
     spec = data.spec(run_config.data.dataset) if run_config.has_data else None
     input_map = teacher_input_map(run_config.teacher, spec)
-    strategy, policy = _strategy(run_config)  # first TensorFlow work: a multi-worker strategy must come before any
-    run_config = dataclasses.replace(run_config, precision=dataclasses.replace(run_config.precision,
-                                                                               mixed_precision=policy))
+    strategy, strategy_name = _strategy(run_config)  # a multi-worker strategy precedes all TensorFlow work
     writes_files = distribute.writes_files(strategy)
     test_data = None
     if spec is not None:
@@ -185,8 +183,10 @@ def distill(run_config, verbose=2):
     if sync_batchnorm is None:
         sync_batchnorm = strategy.num_replicas_in_sync > 1
     with strategy.scope():
-        distiller, objective = _build_distiller(run_config, spec, input_map, sync_batchnorm)
-    run_config = dataclasses.replace(run_config, objective=objective)  # recorded as run, the recipe's parts filled
+        distiller, objective, policy = _build_distiller(run_config, spec, input_map, sync_batchnorm, strategy_name)
+    # recorded as run: the recipe's parts filled, and the policy "auto" resolved to
+    run_config = dataclasses.replace(run_config, objective=objective, precision=dataclasses.replace(
+        run_config.precision, mixed_precision=policy))
 
     metrics_path = os.path.join(model_dir, METRICS_FILE)
     input_check = {}
@@ -229,7 +229,7 @@ def distill(run_config, verbose=2):
 
 
 def _strategy(run_config):
-    """The strategy, made only after every check that needs no TensorFlow work has passed, and the Keras policy."""
+    """The strategy, made only after every check that needs no TensorFlow work has passed, and its resolved name."""
     compute = run_config.precision
     try:
         name = distribute.resolve_name(compute.strategy)
@@ -250,7 +250,7 @@ def _strategy(run_config):
     if batch_size % replicas:
         raise ConfigError("schedule.batch_size", f"{batch_size} does not split evenly across the {replicas} "
                                                  f"replicas of the {name} strategy; use a multiple of {replicas}")
-    return strategy, precision.resolve(compute.mixed_precision, name)
+    return strategy, name
 
 
 def _load_or_train_teacher(run_config, spec):
@@ -339,15 +339,17 @@ def _load_fixed_generator(path, image_shape):
     return generator
 
 
-def _build_distiller(run_config, spec, input_map, sync_batchnorm):
-    """Teacher (loaded or trained), student, generator and the compiled distiller."""
+def _build_distiller(run_config, spec, input_map, sync_batchnorm, strategy_name):
+    """Teacher (loaded or trained), student, generator, the compiled distiller, its objective and Keras policy."""
     teacher = _load_or_train_teacher(run_config, spec)
     _check_teacher(teacher, run_config, spec)
     student_config, generator_config, schedule = run_config.student, run_config.generator, run_config.schedule
-    keras.mixed_precision.set_global_policy(run_config.precision.mixed_precision)  # the teacher keeps its own
+    objective = resolve_objective(run_config.objective, teacher)
+    policy = precision.resolve(run_config.precision.mixed_precision, strategy_name, batchnorm_prior=any(
+        dict(objective.generator_loss_weights).get(term) for term in objectives.BATCHNORM_TERMS))
+    keras.mixed_precision.set_global_policy(policy)  # the teacher keeps its own
     keras.utils.set_random_seed(run_config.seed)
     image_shape = _generated_shape(teacher, run_config, spec)
-    objective = resolve_objective(run_config.objective, teacher)
     try:
         student = models.build_model(student_config.model, image_shape, teacher.output_shape[-1],
                                      width=student_config.width, output_stride=student_config.output_stride)
@@ -382,7 +384,7 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm):
             generator_loss_weights=weights, jit_compile=run_config.precision.jit_compile)
     except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
         raise ConfigError("objective.generator_loss_weights", str(error)) from error
-    return distiller, objective
+    return distiller, objective, policy
 
 
 def resolve_objective(objective, teacher):

@@ -523,10 +523,22 @@ def test_mixed_bfloat16_run_saves_and_exports_float32_models(tmp_path, digits_te
     assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"])
 
 
+@pytest.mark.skipif(precision.unsupported("mixed_bfloat16") is not None, reason="no bfloat16 instructions here")
+def test_auto_precision_keeps_float32_beside_the_batchnorm_prior(tmp_path, unit_bn_teacher):
+    path = tmp_path / "teacher.keras"
+    unit_bn_teacher.save(path)
+    assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", "--teacher_input=unit",
+                      "--mixed_precision=auto", "--export=float32", *TINY) == 0
+    config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
+    assert config["objective"]["generator_loss_weights"]["batchnorm"] == 1.0  # the recipe turned the prior on
+    assert config["precision"]["mixed_precision"] == "float32"
+
+
 def test_auto_precision_is_bfloat16_only_where_the_processor_has_it(monkeypatch):
     monkeypatch.setattr(precision, "_gpu_capabilities", list)
     monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     assert precision.resolve("auto") == "mixed_bfloat16"
+    assert precision.resolve("auto", batchnorm_prior=True) == "float32"
     monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512f"})
     assert precision.unsupported("auto") is None and precision.resolve("auto") == "float32"
     assert precision.resolve("mixed_float16") == "mixed_float16"  # a named policy is kept

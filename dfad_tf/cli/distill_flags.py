@@ -89,7 +89,8 @@ flags.DEFINE_enum("mixed_precision", "float32", list(precision.POLICIES),
                   "Keras dtype policy of the student and generator: float32, mixed_bfloat16 (TPUs, GPUs of "
                   "compute capability 8.0+, processors with avx512_bf16/amx_bf16), mixed_float16 (GPUs of "
                   "compute capability 7.0+; both optimizers scale the loss), or auto (mixed_bfloat16 where it "
-                  "runs, else float32; metrics.json records which). Saved students are float32.")
+                  "runs, but float32 where the BatchNorm prior is on or bfloat16 does not run; metrics.json "
+                  "records which). Saved students are float32.")
 
 common.require_positive("student_lr", "generator_lr", "lr_decay_factor")
 flags.DEFINE_list("generator_loss_weights", None,
