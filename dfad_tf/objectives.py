@@ -81,7 +81,7 @@ class GeneratorObjective:
 
     @property
     def _uses_batchnorm(self):
-        return any(self.weights[term] for term in BATCHNORM_TERMS)
+        return uses_batchnorm(self.weights)
 
     def _build_probe(self, teacher):
         """A function of images returning the teacher's outputs, then its features and BN inputs as needed."""
@@ -151,6 +151,11 @@ def check_weights(weights):
     if not any(weights.values()):
         raise ValueError("at least one generator loss weight must be positive")
     return {term: float(weights.get(term, 0.0)) for term in TERMS}
+
+
+def uses_batchnorm(weights):
+    """Whether generator loss weights (as `check_weights` returns them) turn a BatchNorm prior on."""
+    return any(weights[term] for term in BATCHNORM_TERMS)
 
 
 def batchnorm_statistics_loss(bn_inputs, batchnorms):

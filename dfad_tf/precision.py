@@ -70,8 +70,7 @@ def resolve(policy, strategy_name="default", batchnorm_prior=False):
 
     "auto" also keeps float32 for a run whose generator follows the BatchNorm
     prior: over 3 seeds on a Conv-BN teacher, mixed_bfloat16 cost its student
-    3.9 points at the best epoch and 7.0 at the last, and nothing measurable on
-    teachers without a prior (README "Mixed precision").
+    3.9 points at the best epoch and 7.0 at the last (README "Mixed precision").
 
     Args:
         policy: one of `POLICIES`.

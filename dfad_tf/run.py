@@ -345,8 +345,12 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm, strategy_name)
     _check_teacher(teacher, run_config, spec)
     student_config, generator_config, schedule = run_config.student, run_config.generator, run_config.schedule
     objective = resolve_objective(run_config.objective, teacher)
-    policy = precision.resolve(run_config.precision.mixed_precision, strategy_name, batchnorm_prior=any(
-        dict(objective.generator_loss_weights).get(term) for term in objectives.BATCHNORM_TERMS))
+    try:
+        weights = objectives.check_weights(dict(objective.generator_loss_weights))
+    except ValueError as error:
+        raise ConfigError("objective.generator_loss_weights", str(error)) from error
+    policy = precision.resolve(run_config.precision.mixed_precision, strategy_name,
+                               batchnorm_prior=objectives.uses_batchnorm(weights))
     keras.mixed_precision.set_global_policy(policy)  # the teacher keeps its own
     keras.utils.set_random_seed(run_config.seed)
     image_shape = _generated_shape(teacher, run_config, spec)
@@ -368,10 +372,6 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm, strategy_name)
                                   seed=run_config.seed, replay_memory=objective.replay_memory,
                                   generator_average=objective.generator_average,
                                   student_average=objective.student_average)
-    try:
-        weights = objectives.check_weights(dict(objective.generator_loss_weights))
-    except ValueError as error:
-        raise ConfigError("objective.generator_loss_weights", str(error)) from error
     try:
         distiller.compile(
             *optimizers.paper_optimizers(
