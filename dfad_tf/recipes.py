@@ -14,22 +14,31 @@ read) the discrepancy is taken on standardised logits instead (a teacher's
 logit scale no longer matters), and half of the student's images come from a
 momentum average of the generator, so that the student does not forget where
 the generator has been (beside the prior, the average cost a Conv-BN
-teacher's student 4 to 6 points).
+teacher's student 4 to 6 points). A student with BatchNorm layers (MobileNets,
+ResNets) swings far from epoch to epoch on generated images, so the run keeps
+a moving average of its weights; a student without them (LeNet-5) keeps its
+own weights, which the average did not improve.
 README's "Recipes" section has the measurements behind each choice.
 
 Example:
 >>> RECIPES["robust"].parts(conv_bn_teacher)
 {'standardize_logits': False, 'clip_pixels': True, 'replay_memory': 0, 'generator_average': 0.0,
- 'student_average': 0.0, 'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
+ 'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
+>>> RECIPES["robust"].student_parts(mobilenet_student)
+{'student_average': 0.998}
 """
 
 import dataclasses
 
+import keras
+
 from dfad_tf import objectives
 
-# The `config.ObjectiveConfig` fields a recipe decides, in the order `Recipe.parts` gives them.
-PARTS = ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "student_average",
-         "generator_loss_weights")
+# The `config.ObjectiveConfig` fields a recipe decides: by the teacher (`Recipe.parts`, in this order), and by
+# the student (`Recipe.student_parts`), which is built after the teacher's parts have fixed the precision policy.
+TEACHER_PARTS = ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "generator_loss_weights")
+STUDENT_PARTS = ("student_average",)
+PARTS = TEACHER_PARTS + STUDENT_PARTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +57,8 @@ class Recipe:
             (`averaging.WeightAverage`; 0 for none), unless the BatchNorm
             prior is on.
         student_average: momentum of the average of the student's weights
-            that the run keeps (`averaging.WeightAverage`; 0 for none).
+            that the run keeps (`averaging.WeightAverage`; 0 for none), for
+            a student with BatchNorm layers; 0 for one without.
         generator_loss_weights: generator loss weights (`objectives.TERMS`).
         batchnorm_prior: weight of the `batchnorm` term, added when the
             teacher has BatchNorm layers that can be read (0 for never); it
@@ -64,8 +74,8 @@ class Recipe:
     batchnorm_prior: float
 
     def parts(self, teacher):
-        """The recipe's parts for `teacher`: the `config.ObjectiveConfig` fields it decides."""
-        parts = {name: getattr(self, name) for name in PARTS}
+        """The recipe's parts for `teacher`: the `config.ObjectiveConfig` fields of `TEACHER_PARTS`."""
+        parts = {name: getattr(self, name) for name in TEACHER_PARTS}
         parts["generator_loss_weights"] = dict(self.generator_loss_weights)
         if self.batchnorm_prior and objectives.batchnorm_probe(teacher)[0]:
             parts["standardize_logits"] = False
@@ -73,10 +83,20 @@ class Recipe:
             parts["generator_loss_weights"]["batchnorm"] = self.batchnorm_prior
         return parts
 
+    def student_parts(self, student):
+        """The recipe's parts for `student` (a built model): the fields of `STUDENT_PARTS`."""
+        return {"student_average": self.student_average if _has_batchnorm(student) else 0.0}
+
+
+def _has_batchnorm(model):
+    """Whether `model` or a model nested in it has a BatchNormalization layer."""
+    return any(isinstance(layer, keras.layers.BatchNormalization) or _has_batchnorm(layer)
+               for layer in getattr(model, "layers", []))
+
 
 RECIPES = {
     "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0, generator_average=0.0,
                     student_average=0.0, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=0.0),
     "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0, generator_average=0.99,
-                     student_average=0.0, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
+                     student_average=0.998, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
 }

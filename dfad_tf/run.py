@@ -360,6 +360,7 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm, strategy_name)
     except ValueError as error:  # e.g. a MobileNet on images smaller than 32x32
         raise ConfigError("student.model", f"cannot build {student_config.model} for inputs {image_shape}: "
                                            f"{error}") from error
+    objective = resolve_student_parts(objective, student)
     if generator_config.fixed:
         generator = _load_fixed_generator(generator_config.fixed, image_shape)
     else:
@@ -388,12 +389,23 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm, strategy_name)
 
 
 def resolve_objective(objective, teacher):
-    """`objective` with every part left None taken from its recipe, for `teacher` (`recipes.Recipe`)."""
+    """`objective` with every part its recipe decides by the teacher left None taken from it (`recipes.Recipe`)."""
+    return _fill(objective, _recipe(objective).parts(teacher))
+
+
+def resolve_student_parts(objective, student):
+    """`objective` with every part its recipe decides by the student left None taken from it (`recipes.Recipe`)."""
+    return _fill(objective, _recipe(objective).student_parts(student))
+
+
+def _recipe(objective):
     if objective.recipe not in recipes.RECIPES:
         raise ConfigError("objective.recipe", f"unknown recipe {objective.recipe!r}; choose one of: "
                                               f"{', '.join(recipes.RECIPES)}")
-    recipe = recipes.RECIPES[objective.recipe]
-    parts = recipe.parts(teacher)
+    return recipes.RECIPES[objective.recipe]
+
+
+def _fill(objective, parts):
     return dataclasses.replace(objective, **{name: value for name, value in parts.items()
                                              if getattr(objective, name) is None})
 

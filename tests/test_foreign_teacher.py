@@ -36,9 +36,10 @@ def distill(teacher, recipe_name, test_images, test_labels, epochs=3):
     clip = conventions.pixel_range(*UNIT, digits.SPEC.mean, digits.SPEC.std) if parts["clip_pixels"] else None
     generator = conventions.adapt_generator(models.build_generator("generator_a", 64, (32, 32, 1), width=8), *UNIT,
                                             clip_to=clip)
-    distiller = DataFreeDistiller(teacher, models.build_classifier("lenet5_half", (32, 32, 1), 10), generator,
-                                  replay_memory=parts["replay_memory"], generator_average=parts["generator_average"],
-                                  student_average=parts["student_average"])
+    student = models.build_classifier("lenet5_half", (32, 32, 1), 10)
+    distiller = DataFreeDistiller(teacher, student, generator, replay_memory=parts["replay_memory"],
+                                  generator_average=parts["generator_average"],
+                                  **recipes.RECIPES[recipe_name].student_parts(student))
     distiller.compile(*optimizers.paper_optimizers(0.01, 1e-3, weight_decay=0, iterations_per_epoch=20),
                       loss=losses.Discrepancy("mae", standardize=parts["standardize_logits"]), metrics=["accuracy"],
                       generator_loss_weights=parts["generator_loss_weights"])

@@ -11,9 +11,10 @@ from dfad_tf.data import digits
 def test_the_paper_recipe_is_dfad_as_published():
     paper = recipes.RECIPES["paper"]
     as_published = {"standardize_logits": False, "clip_pixels": False, "replay_memory": 0, "generator_average": 0.0,
-                    "student_average": 0.0, "generator_loss_weights": {"adversarial": 1.0}}
+                    "generator_loss_weights": {"adversarial": 1.0}}
     assert paper.parts(models.build_classifier("lenet5", (32, 32, 1), 10)) == as_published
     assert paper.parts(conv_bn_classifier()) == as_published  # never a prior, even where one could be read
+    assert paper.student_parts(conv_bn_classifier()) == {"student_average": 0.0}  # the trained student, always
 
 
 def conv_bn_classifier():
@@ -27,11 +28,10 @@ def test_where_batchnorm_can_be_read_its_prior_replaces_standardised_logits_and_
     robust = recipes.RECIPES["robust"]
     assert robust.parts(unit_bn_teacher) == {
         "standardize_logits": False, "clip_pixels": True, "replay_memory": 0,
-        "generator_average": 0.0, "student_average": robust.student_average,
+        "generator_average": 0.0,
         "generator_loss_weights": {"adversarial": 1.0, "batchnorm": robust.batchnorm_prior}}
     guarded = {"standardize_logits": True, "clip_pixels": True, "replay_memory": 0,
-               "generator_average": robust.generator_average, "student_average": robust.student_average,
-               "generator_loss_weights": {"adversarial": 1.0}}
+               "generator_average": robust.generator_average, "generator_loss_weights": {"adversarial": 1.0}}
     assert robust.parts(models.build_classifier("lenet5", (32, 32, 1), 10)) == guarded
     # The same Conv-BN teacher as a SavedModel keeps its BatchNorm layers in its graph: the prior reads them there.
     unit_bn_teacher.export(tmp_path / "saved", verbose=False)
@@ -40,6 +40,16 @@ def test_where_batchnorm_can_be_read_its_prior_replaces_standardised_logits_and_
     models.build_classifier("lenet5", (32, 32, 1), 10).export(tmp_path / "lenet", verbose=False)
     assert robust.parts(keras.Sequential([keras.Input((32, 32, 1)), keras.layers.TFSMLayer(tmp_path / "lenet")])) == (
         guarded)
+
+
+def test_a_student_with_batchnorm_layers_is_kept_as_the_average_of_its_weights():
+    robust = recipes.RECIPES["robust"]
+    assert robust.student_average > 0
+    assert robust.student_parts(models.build_classifier("lenet5_half", (32, 32, 1), 10)) == {"student_average": 0.0}
+    assert robust.student_parts(conv_bn_classifier()) == {"student_average": robust.student_average}
+    # keras.applications' MobileNets hold their BatchNorm layers in a nested model
+    nested = keras.Sequential([keras.Input((32, 32, 1)), conv_bn_classifier()])
+    assert robust.student_parts(nested) == {"student_average": robust.student_average}
 
 
 @pytest.mark.parametrize("convention, expected", [("unit", (0.0, 1.0)), ("symmetric", (-1.0, 1.0)),

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from dfad_tf import callbacks, data, evaluation, export, models, optimizers, profile, teacher
+from dfad_tf import callbacks, data, evaluation, export, models, optimizers, profile, recipes, teacher
 from dfad_tf.cli import distill, evaluate, train_teacher
 from dfad_tf.data import shapes
 from dfad_tf.distiller import DataFreeDistiller
@@ -141,6 +141,9 @@ def test_distill_segmentation_reports_miou_and_exports_matching_tflite_masks(tmp
     keras_logits = evaluation.predict(student, images, batch_size=32)
     assert metrics["student_miou"] == pytest.approx(evaluation.mean_iou(keras_logits, labels, NUM_CLASSES, 255))
     assert metrics["selection"]["monitor"] == "val_miou" and "teacher_miou" in metrics
+    # a BatchNorm student: the default recipe keeps the average of its weights, and the run records it
+    recorded = json.loads((tmp_path / "run_config.json").read_text())["objective"]
+    assert recorded["student_average"] == recipes.RECIPES["robust"].student_average > 0
     tflite_masks = np.argmax(export.tflite_predict(tmp_path / "student.tflite", images[:16]), axis=-1)
     assert np.mean(tflite_masks == keras_logits[:16].argmax(-1)) > 0.999
     assert metrics["student_tflite_miou"] == pytest.approx(metrics["student_miou"], abs=1e-3)

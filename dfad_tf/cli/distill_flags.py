@@ -64,7 +64,8 @@ flags.DEFINE_float("student_average", None,
                    "Momentum of an average of the student's weights over its last iterations (about "
                    "1 / (1 - momentum) of them), updated after every iteration: the student measured each epoch, "
                    "kept and exported, steadier than the one trained (0: none, keep the trained student). "
-                   "Default: from --recipe (0 in both).", lower_bound=0.0, upper_bound=0.9999)
+                   "Default: from --recipe (robust: 0.998 for a student with BatchNorm layers, such as "
+                   "the MobileNets and ResNets, 0 for one without; paper: 0).", lower_bound=0.0, upper_bound=0.9999)
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
