@@ -85,6 +85,35 @@ def test_the_labelled_grid_frames_in_red_exactly_the_tiles_where_the_student_dis
         assert halves[red_tile].sum() > 100 and halves[1 - red_tile].sum() == 0
 
 
+def test_the_labelled_grid_titles_each_tile_in_black_or_red():
+    images = np.ones((2, 16, 16, 1), "float32")  # white tiles: any dark or red pixel is a frame or a title
+    images[0, 0, 0] = 0.0
+    picture = callbacks.labelled_grid(images, [3, 4], [3, 8]).astype(int)
+    tiles = np.array_split(picture[picture.shape[0] // 3:], 2, axis=1)  # below the header
+    black = [((tile.max(axis=-1) < 100)).sum() for tile in tiles]
+    red_text = [((tile[..., 0] > 200) & (tile[..., 1] < 150) & (tile[..., 1] > 20)).sum() for tile in tiles]
+    assert black[0] > 10 and red_text[0] == 0  # "3" in black (antialiased edges are grey, not pink)
+    assert red_text[1] > 10  # "4 / 8" in red
+    header = picture[:picture.shape[0] // 8]
+    assert (header.max(axis=-1) < 100).sum() > 50  # the line above the grid is written
+
+
+def test_the_curves_are_redrawn_at_most_every_refresh_seconds_and_at_the_end(tmp_path):
+    history, png = tmp_path / "history.csv", tmp_path / "curves.png"
+    curves = callbacks.TrainingCurves(str(history), str(png), refresh_seconds=3600)
+    drawn = []
+    for epoch in range(3):
+        history.write_text("epoch,loss_S\n" + "".join(f"{e},{1.0 / (e + 1)}\n" for e in range(epoch + 1)))
+        curves.on_epoch_end(epoch)
+        drawn.append(png.read_bytes())
+    curves.on_train_end()
+    assert drawn[0] == drawn[1] == drawn[2]  # the first epoch drawn, then not within the hour
+    assert png.read_bytes() != drawn[0]  # the last epochs drawn at the end
+    every_epoch = callbacks.TrainingCurves(str(history), str(tmp_path / "every.png"), refresh_seconds=0)
+    every_epoch.on_epoch_end(2)
+    assert (tmp_path / "every.png").read_bytes() == png.read_bytes()  # the same picture of the same history
+
+
 def test_one_scale_for_the_whole_grid():
     faint = np.full((2, 4, 4, 1), 0.1, "float32")
     faint[0, 0, 0], faint[1, 0, 0] = 0.2, 2.0  # the first image's contrast is a tenth of the second's
