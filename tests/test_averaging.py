@@ -92,3 +92,58 @@ def test_the_generators_average_makes_half_of_the_students_images():
     assert not np.allclose(images[4:], generator(noise[1::2], training=True), atol=1e-3)
     generator.trainable = False  # a fixed generator never moves: nothing to average
     assert DataFreeDistiller(teacher, student, generator, generator_average=0.5).generator_average is None
+
+
+def batchnorm_student():
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.BatchNormalization(momentum=0.9)(keras.layers.Conv2D(3, 1)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(x)))
+
+
+def test_measured_statistics_are_the_averaged_weights_batch_statistics_averaged_like_the_weights():
+    keras.utils.set_random_seed(0)
+    student = batchnorm_student()
+    conv, batchnorm = student.layers[1], student.layers[2]
+    average = averaging.WeightAverage(student, momentum=0.5)
+    batches = [np.random.default_rng(n).normal(n, 1 + n, (16, 4, 4, 2)).astype("float32") for n in range(4)]
+    own_mean = np.asarray(batchnorm.moving_mean).copy()
+    expected_mean = expected_variance = None
+    for n, images in enumerate(batches):
+        conv.kernel.assign(conv.kernel * 1.5)  # the student moves between updates
+        average.update(student, statistics_images=images)
+        kernel = np.asarray(average.averages[conv.kernel.path]).reshape(2, 3)
+        bias = np.asarray(average.averages[conv.bias.path])
+        features = images.reshape(-1, 2) @ kernel + bias  # the averaged weights' conv outputs
+        weight = min(0.5, n / (n + 3))
+        mean, variance = features.mean(0), features.var(0)
+        expected_mean = mean if n == 0 else weight * expected_mean + (1 - weight) * mean
+        expected_variance = variance if n == 0 else weight * expected_variance + (1 - weight) * variance
+        np.testing.assert_allclose(average.averages[batchnorm.moving_mean.path], expected_mean, rtol=1e-4)
+        np.testing.assert_allclose(average.averages[batchnorm.moving_variance.path], expected_variance, rtol=1e-4)
+    np.testing.assert_array_equal(batchnorm.moving_mean, own_mean)  # the student's own statistics untouched
+
+
+def test_the_statistics_memory_fills_with_generated_images_and_sets_the_kept_students_statistics():
+    keras.utils.set_random_seed(0)
+    teacher = models.build_classifier("lenet5", (32, 32, 1), 10)
+    student = models.build_classifier("mobilenet_v3_small", (32, 32, 1), 10)
+    generator = models.build_generator("generator_a", 16, (32, 32, 1), width=4)
+    runs = {}
+    for memory in (0, 64):
+        keras.utils.set_random_seed(0)
+        student_copy = keras.models.clone_model(student)
+        distiller = DataFreeDistiller(teacher, student_copy, generator if memory == 0 else
+                                      keras.models.clone_model(generator), imitation_steps=1,
+                                      student_average=0.9, statistics_memory=memory)
+        distiller.compile(*optimizers.paper_optimizers(0.01, weight_decay=0))
+        distiller.fit(batch_size=8, steps_per_epoch=3, epochs=1, verbose=0)
+        runs[memory] = distiller
+    measured = runs[64]
+    assert int(measured.statistics_memory.size) == 3 * 8  # the first imitation batch of each iteration
+    assert runs[0].statistics_memory is None
+    path = next(v.path for v in student.non_trainable_variables if "moving_variance" in v.path)
+    kept = {memory: np.asarray(run.average.averages[path]) for memory, run in runs.items()}
+    assert not np.allclose(kept[64], kept[0])  # measured, not averaged from the student's own statistics
+    assert {v.path for v in measured.statistics_memory.weights} <= {v.path for v in measured.weights}  # resumed
+    with pytest.raises(ValueError, match="statistics_memory .* needs student_average"):
+        DataFreeDistiller(teacher, student, generator, statistics_memory=64)
