@@ -59,39 +59,14 @@ class WeightAverage(keras.layers.Layer):
                 self.averages[weight.path] = average
         self.built = True
 
-    def update(self, model, statistics_images=None):
-        """Moves every average a step towards `model`'s current weight.
-
-        Args:
-            model: the model whose weights are averaged.
-            statistics_images: None, or images on which the averaged model's
-                BatchNorm statistics are measured: the averages of those
-                statistics then move towards the batch statistics of the
-                averaged weights on these images (in training mode, as
-                `keras.layers.BatchNormalization` computes them), instead of
-                towards the model's own moving statistics. Like SWA's BatchNorm
-                update: statistics averaged with the weights are not those of
-                the averaged weights.
-        """
+    def update(self, model):
+        """Moves every average a step towards `model`'s current weight."""
         count = ops.cast(self.count, "float32")
         momentum = ops.minimum(self.momentum, count / (count + 3))
-        shares = {} if statistics_images is None else _statistics_shares(model)
-
-        def move(path, value):
-            self.averages[path].assign(momentum * self.averages[path] + (1 - momentum) * ops.cast(value, "float32"))
-
         for weight in model.weights:
-            if weight.path in self.averages and weight.path not in shares:
-                move(weight.path, weight)
-        if shares:  # measured with the weights just averaged
-            # From moving statistics of zero, a training-mode pass leaves `(1 - momentum) * batch statistic`.
-            starts = [ops.zeros_like(value) if v.path in shares else value
-                      for v, value in zip(model.non_trainable_variables, self.values(model.non_trainable_variables))]
-            _, moved = model.stateless_call(self.values(model.trainable_variables), starts, statistics_images,
-                                            training=True)
-            for v, value in zip(model.non_trainable_variables, moved):
-                if v.path in shares:
-                    move(v.path, value / shares[v.path])
+            if weight.path in self.averages:
+                average = self.averages[weight.path]
+                average.assign(momentum * average + (1 - momentum) * ops.cast(weight, "float32"))
         self.count.assign_add(1)
 
     def call_model(self, model, inputs, training=False):
@@ -108,10 +83,3 @@ class WeightAverage(keras.layers.Layer):
         """The averages of the model weights `variables`, in their dtypes; a weight not averaged as it is."""
         return [ops.cast(self.averages[v.path], v.dtype) if v.path in self.averages else v.value
                 for v in variables]
-
-
-def _statistics_shares(model):
-    """{moving statistic's path: the share `1 - momentum` of a batch in it}, for every BatchNorm layer of `model`."""
-    return {variable.path: 1.0 - layer.momentum for layer in model._flatten_layers()
-            if isinstance(layer, keras.layers.BatchNormalization)
-            for variable in (layer.moving_mean, layer.moving_variance)}

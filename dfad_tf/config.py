@@ -187,8 +187,6 @@ class ObjectiveConfig:
         generator_average: momentum of the average of the generator's weights that makes half of the
             student's images (0: none).
         student_average: momentum of the average of the student's weights that the run keeps (0: none).
-        statistics_memory: images in the memory, a uniform sample of the run's generated images, on which
-            the BatchNorm statistics of the student's average are measured (0: averaged with its weights).
     """
 
     recipe: str = "robust"
@@ -199,7 +197,6 @@ class ObjectiveConfig:
     clip_pixels: bool | None = None
     generator_average: float | None = None
     student_average: float | None = None
-    statistics_memory: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,14 +58,7 @@ class DataFreeDistiller(keras.Model):
     With `student_average`, the distiller also keeps a momentum average of the
     student's weights (`averaging.WeightAverage`, updated after every
     iteration): the student the run keeps (`kept_student()`), which
-    `evaluate()` and validation measure. With `statistics_memory` as well,
-    the average's BatchNorm statistics are not averaged with its weights but
-    measured: after every iteration, on a batch drawn from a second memory
-    of generated images, a uniform sample of the run so far (filled like the
-    replay memory, never trained on), the averaged weights' batch statistics
-    join the average. A batch from the current generator covers little of what
-    the student has learnt; statistics from across the run fit the weights
-    averaged across it.
+    `evaluate()` and validation measure.
 
     Teacher and student may be classifiers or segmentation models alike: the
     discrepancy compares their logits, per image or per pixel. Models that
@@ -86,9 +79,6 @@ class DataFreeDistiller(keras.Model):
         student_average: momentum of the average of the student's weights, in
             [0, 1): about `1 / (1 - student_average)` iterations are averaged;
             0 for none (the paper's DFAD: the student kept is the one trained).
-        statistics_memory: images in the memory on which the BatchNorm
-            statistics of the student's average are measured; 0 for none
-            (they are averaged with its weights). Needs `student_average`.
         name: model name.
         **kwargs: passed to `keras.Model`.
 
@@ -110,8 +100,7 @@ class DataFreeDistiller(keras.Model):
     """
 
     def __init__(self, teacher, student, generator, imitation_steps=5, seed=0, replay_memory=0,
-                 generator_average=0.0, student_average=0.0, statistics_memory=0, name="data_free_distiller",
-                 **kwargs):
+                 generator_average=0.0, student_average=0.0, name="data_free_distiller", **kwargs):
         super().__init__(name=name, **kwargs)
         for role, model in (("teacher", teacher), ("student", student), ("generator", generator)):
             if not isinstance(model, keras.Model):
@@ -125,12 +114,8 @@ class DataFreeDistiller(keras.Model):
             )
         if not isinstance(imitation_steps, int) or imitation_steps < 1:
             raise ValueError(f"imitation_steps must be a positive integer, got {imitation_steps!r}")
-        for what, value in (("replay_memory", replay_memory), ("statistics_memory", statistics_memory)):
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
-        if statistics_memory and not student_average:
-            raise ValueError("statistics_memory measures the BatchNorm statistics of the student's average: "
-                             "it needs student_average")
+        if not isinstance(replay_memory, int) or replay_memory < 0:
+            raise ValueError(f"replay_memory must be a non-negative integer, got {replay_memory!r}")
         self.teacher = teacher
         self.student = student
         self.generator = generator
@@ -145,8 +130,6 @@ class DataFreeDistiller(keras.Model):
         self.generator_average = (averaging.WeightAverage(generator, generator_average, name="generator_average")
                                   if generator_average and generator.trainable else None)
         self.average = averaging.WeightAverage(student, student_average) if student_average else None
-        self.statistics_memory = (memory.ReplayMemory(statistics_memory, generator.output_shape[1:], seed=seed + 1,
-                                                      name="statistics_memory") if statistics_memory else None)
         self._kept_copy = None
         self.student_loss_tracker = keras.metrics.Mean(name="loss_S")
         self.generator_loss_tracker = keras.metrics.Mean(name="loss_G")
@@ -283,7 +266,7 @@ class DataFreeDistiller(keras.Model):
         for step in range(self.imitation_steps):
             student_loss = self._imitation_step(noise[:, step], step, rows)
         if self.average is not None:
-            self.average.update(self.student, statistics_images=self._statistics_images(rows))
+            self.average.update(self.student)
         self.student_loss_tracker.update_state(_global_mean(student_loss))
         logs = {"loss_S": self.student_loss_tracker.result()}
         if self.generator.trainable:
@@ -296,8 +279,6 @@ class DataFreeDistiller(keras.Model):
 
     def _imitation_step(self, noise, step=0, rows=None):
         images = self._imitation_images(noise, rows)
-        if self.statistics_memory is not None and step == 0:
-            self._remember(self.statistics_memory, images)
         if self.memory is not None:
             images = tf.concat([images, tf.cast(self._replay(images, step, rows), images.dtype)], axis=0)
         return imitation_step(self.teacher, self.student, images, self.discrepancy, self.student_optimizer)
@@ -326,28 +307,13 @@ class DataFreeDistiller(keras.Model):
         fresh images, gathered from every replica, so that it never is empty when
         sampled and holds the same images on every replica as on one device.
         """
+        replicas = self.distribute_strategy.num_replicas_in_sync
         if step == 0:
-            self._remember(self.memory, images)
+            self.memory.add(tf.distribute.get_replica_context().all_gather(images, axis=0) if replicas > 1
+                            else images)
         seed = tf.stack([tf.constant(self.seed, tf.int64), -1 - self.iteration * self.imitation_steps - step])
-        return self._drawn(self.memory, tf.shape(images)[0], seed, rows)
-
-    def _statistics_images(self, rows):
-        """This replica's `rows` of a global batch drawn from the statistics memory (None without one)."""
-        if self.statistics_memory is None:
-            return None
-        seed = tf.stack([tf.constant(self.seed, tf.int64), self.iteration.value])  # replay's draws have negative keys
-        return self._drawn(self.statistics_memory, tf.shape(rows)[0], seed, rows)
-
-    def _remember(self, bank, images):
-        """Adds the global batch of `images` (every replica's) to `bank`, so it holds the same on every replica."""
-        if self.distribute_strategy.num_replicas_in_sync > 1:
-            images = tf.distribute.get_replica_context().all_gather(images, axis=0)
-        bank.add(images)
-
-    def _drawn(self, bank, replica_batch, seed, rows):
-        """This replica's `rows` of a global batch drawn from `bank` with `seed` (all of it without `rows`)."""
-        drawn = bank.sample(replica_batch * self.distribute_strategy.num_replicas_in_sync, seed)
-        return drawn if rows is None else tf.gather(drawn, rows)
+        replayed = self.memory.sample(tf.shape(images)[0] * replicas, seed)
+        return replayed if rows is None else tf.gather(replayed, rows)
 
     def _generation_step(self, noise):
         return generation_step(self.student, self.generator, noise, self.generator_objective,

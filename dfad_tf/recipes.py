@@ -25,7 +25,7 @@ Example:
 {'standardize_logits': False, 'clip_pixels': True, 'replay_memory': 0, 'generator_average': 0.0,
  'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
 >>> RECIPES["robust"].student_parts(mobilenet_student)
-{'student_average': 0.998, 'statistics_memory': 0}
+{'student_average': 0.998}
 """
 
 import dataclasses
@@ -37,7 +37,7 @@ from dfad_tf import objectives
 # The `config.ObjectiveConfig` fields a recipe decides: by the teacher (`Recipe.parts`, in this order), and by
 # the student (`Recipe.student_parts`), which is built after the teacher's parts have fixed the precision policy.
 TEACHER_PARTS = ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "generator_loss_weights")
-STUDENT_PARTS = ("student_average", "statistics_memory")
+STUDENT_PARTS = ("student_average",)
 PARTS = TEACHER_PARTS + STUDENT_PARTS
 
 
@@ -59,9 +59,6 @@ class Recipe:
         student_average: momentum of the average of the student's weights
             that the run keeps (`averaging.WeightAverage`; 0 for none), for
             a student with BatchNorm layers; 0 for one without.
-        statistics_memory: images in the memory on which the BatchNorm
-            statistics of the student's average are measured (0: averaged
-            with its weights), for a student with BatchNorm layers.
         generator_loss_weights: generator loss weights (`objectives.TERMS`).
         batchnorm_prior: weight of the `batchnorm` term, added when the
             teacher has BatchNorm layers that can be read (0 for never); it
@@ -73,7 +70,6 @@ class Recipe:
     replay_memory: int
     generator_average: float
     student_average: float
-    statistics_memory: int
     generator_loss_weights: tuple  # (term, weight) pairs: a frozen dataclass needs hashable fields
     batchnorm_prior: float
 
@@ -89,9 +85,7 @@ class Recipe:
 
     def student_parts(self, student):
         """The recipe's parts for `student` (a built model): the fields of `STUDENT_PARTS`."""
-        batchnorm = _has_batchnorm(student)
-        return {"student_average": self.student_average if batchnorm else 0.0,
-                "statistics_memory": self.statistics_memory if batchnorm and self.student_average else 0}
+        return {"student_average": self.student_average if _has_batchnorm(student) else 0.0}
 
 
 def _has_batchnorm(model):
@@ -102,9 +96,7 @@ def _has_batchnorm(model):
 
 RECIPES = {
     "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0, generator_average=0.0,
-                    student_average=0.0, statistics_memory=0, generator_loss_weights=(("adversarial", 1.0),),
-                    batchnorm_prior=0.0),
+                    student_average=0.0, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=0.0),
     "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0, generator_average=0.99,
-                     student_average=0.998, statistics_memory=0, generator_loss_weights=(("adversarial", 1.0),),
-                     batchnorm_prior=1.0),
+                     student_average=0.998, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
 }

@@ -372,8 +372,7 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm, strategy_name)
     distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=schedule.imitation_steps,
                                   seed=run_config.seed, replay_memory=objective.replay_memory,
                                   generator_average=objective.generator_average,
-                                  student_average=objective.student_average,
-                                  statistics_memory=objective.statistics_memory)
+                                  student_average=objective.student_average)
     try:
         distiller.compile(
             *optimizers.paper_optimizers(
@@ -395,12 +394,8 @@ def resolve_objective(objective, teacher):
 
 
 def resolve_student_parts(objective, student):
-    """`objective` with every part its recipe decides by the student left None taken from it (`recipes.Recipe`).
-
-    Without an average of the student there are no averaged statistics to measure: `statistics_memory` is 0.
-    """
-    objective = _fill(objective, _recipe(objective).student_parts(student))
-    return objective if objective.student_average else dataclasses.replace(objective, statistics_memory=0)
+    """`objective` with every part its recipe decides by the student left None taken from it (`recipes.Recipe`)."""
+    return _fill(objective, _recipe(objective).student_parts(student))
 
 
 def _recipe(objective):

@@ -40,7 +40,7 @@ flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
                   "pixels clipped to the real range, and a BatchNorm prior when the teacher's BatchNorm layers can "
                   "be read, else standardized logits and an averaged generator) or paper (DFAD exactly as "
                   "published). --standardize_logits, --replay_memory, --clip_pixels, --generator_average, "
-                  "--student_average, --statistics_memory and --generator_loss_weights override single parts of it.")
+                  "--student_average and --generator_loss_weights override single parts of it.")
 flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
@@ -66,11 +66,6 @@ flags.DEFINE_float("student_average", None,
                    "kept and exported, steadier than the one trained (0: none, keep the trained student). "
                    "Default: from --recipe (robust: 0.998 for a student with BatchNorm layers, such as "
                    "the MobileNets and ResNets, 0 for one without; paper: 0).", lower_bound=0.0, upper_bound=0.9999)
-flags.DEFINE_integer("statistics_memory", None,
-                     "Images kept in a memory, a uniform sample of all images generated so far, on which the "
-                     "BatchNorm statistics of the student's average (--student_average) are measured after every "
-                     "iteration, instead of being averaged with its weights (0: averaged; 0 without an average). "
-                     "Default: from --recipe (0 in both).", lower_bound=0)
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
@@ -150,7 +145,7 @@ FIELDS = {
     "recipe": "objective.recipe", "loss": "objective.loss", "standardize_logits": "objective.standardize_logits",
     "generator_loss_weights": "objective.generator_loss_weights", "replay_memory": "objective.replay_memory",
     "clip_pixels": "objective.clip_pixels", "generator_average": "objective.generator_average",
-    "student_average": "objective.student_average", "statistics_memory": "objective.statistics_memory",
+    "student_average": "objective.student_average",
     "strategy": "precision.strategy", "sync_batchnorm": "precision.sync_batchnorm",
     "mixed_precision": "precision.mixed_precision", "jit_compile": "precision.jit_compile",
     "export": "export.formats", "calibration_images": "export.calibration_images", "int8_io": "export.int8_io",
