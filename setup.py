@@ -29,6 +29,7 @@ setup(
         # _initial_epoch): only the minor version the tests run on.
         "keras>=3.15,<3.16",
         "tensorboard",
+        "h5py",  # the training backup's callback states, beside Keras's weights in the same file
         "tensorflow-datasets",
         "importlib_resources",  # tensorflow-datasets imports it to prepare a dataset; etils 1.15 no longer installs it
         "absl-py",

@@ -5,6 +5,7 @@ import functools
 import os
 import time
 
+import h5py
 import keras
 import matplotlib.colors
 import numpy as np
@@ -14,6 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from dfad_tf import fileio, precision
+
+CALLBACK_STATES = "callback_states"  # the group of TrainingBackup's file holding the callbacks' states
 
 
 def _fixed_latents(num, latent_dim, seed):
@@ -406,18 +409,150 @@ class GeneratedAgreement(keras.callbacks.Callback):
             logs["gen_agreement"] = agree / self.num_samples
 
 
+class RunImagesAgreement(keras.callbacks.Callback):
+    """Adds `run_agreement` and `run_choice` to the epoch logs: a label-free choice of the student.
+
+    After each epoch, `per_epoch` images of the current generator (inference
+    mode, fresh noise) join a bank of the run's generated images: a uniform
+    sample of all the images added so far, at most `capacity` (reservoir
+    sampling). `run_agreement` is the fraction of the bank on which the top-1
+    class of the student the distiller keeps (`kept_student`) equals the
+    teacher's (for segmentation, the fraction of pixels). The student chosen so
+    far is scored on the same bank; the current one replaces it when it agrees
+    at least as well, and `run_choice` is the chosen student's epoch (1-based).
+    So `run_choice` grows exactly when the current student wins:
+    `BestStudentCheckpoint(monitor="run_choice")` saves the chosen student.
+
+    Why the whole run's images: each epoch's generator shows the student what
+    it gets wrong now, so agreement on the current images (`gen_agreement`)
+    favours a student that has just caught up there, whatever it forgot
+    elsewhere; agreement on everything the run has shown asks for both
+    (README "Recipes": on the teacher panel this choice came nearer the best
+    epoch by labels than the last epoch or the best `gen_agreement`).
+
+    Its state (the bank and the chosen student's weights) is saved and
+    restored by `TrainingBackup(..., states=[this])`, so a resumed run chooses
+    as the uninterrupted one would.
+
+    Args:
+        per_epoch: images added after each epoch.
+        capacity: most images the bank holds (8,192 digits of 32x32 take
+            32 MB, saved with every backup).
+        seed: seed of the noise and of the reservoir's draws.
+        batch_size: images per forward pass.
+
+    Example:
+    >>> choice = RunImagesAgreement()
+    >>> callbacks = [choice, BestStudentCheckpoint("student.keras", "run_choice"),
+    ...              TrainingBackup("backup", states=[choice])]
+    """
+
+    name = "run_images_agreement"
+
+    def __init__(self, per_epoch=256, capacity=8192, seed=0, batch_size=512):
+        super().__init__()
+        if capacity < 1 or per_epoch < 1:
+            raise ValueError(f"per_epoch ({per_epoch}) and capacity ({capacity}) must be positive")
+        self.per_epoch = per_epoch
+        self.capacity = capacity
+        self.seed = seed
+        self.batch_size = batch_size
+        self._classified = _CompiledPerModels(_classified)
+        # One compiled function per student: alternating models in one would retrace at every call.
+        self._current_agreement = _CompiledPerModels(_agreement_per_image)
+        self._chosen_agreement = _CompiledPerModels(_agreement_per_image)
+        self.restore_state(None)
+
+    def on_train_begin(self, logs=None):
+        self.restore_state(None)  # TrainingBackup, the last callback, restores a resumed run's state after this
+
+    def state(self):
+        """The bank and the chosen student, as named numpy arrays (what `TrainingBackup` saves)."""
+        return {"images": self.images, "teacher_classes": self.teacher_classes,
+                "chosen_agreement": self.chosen_agreement, "count": np.int64(self.count),
+                "chosen_epoch": np.int64(self.chosen_epoch),
+                **{f"chosen_weight_{i}": weight for i, weight in enumerate(self.chosen_weights or [])}}
+
+    def restore_state(self, state):
+        """Takes back what `state` returned; None empties the bank and forgets the chosen student."""
+        state = state or {}
+        self.images, self.teacher_classes = state.get("images"), state.get("teacher_classes")
+        self.chosen_agreement = state.get("chosen_agreement")
+        self.count, self.chosen_epoch = int(state.get("count", 0)), int(state.get("chosen_epoch", 0))
+        weights = sorted((key for key in state if key.startswith("chosen_weight_")), key=lambda key: int(key[14:]))
+        self.chosen_weights = [np.asarray(state[key]) for key in weights] or None
+        self._chosen = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        distiller = self.model
+        student = distiller.kept_student()
+        latents = np.random.default_rng([self.seed, epoch]).standard_normal(
+            (self.per_epoch, distiller.generator.input_shape[-1])).astype("float32")
+        slots = self._add(*self._batched(self._classified, (distiller.generator, distiller.teacher), latents))
+        current = self._agreement_with(self._current_agreement, student, slice(None))
+        if self.chosen_weights is not None:
+            self.chosen_agreement[slots] = self._agreement_with(self._chosen_agreement,
+                                                                self._chosen_student(student), slots)
+        if self.chosen_weights is None or current.mean() >= self.chosen_agreement.mean():
+            self.chosen_weights = student.get_weights()
+            self.chosen_agreement, self.chosen_epoch = current, epoch + 1
+            if self._chosen is not None:
+                self._chosen.set_weights(self.chosen_weights)
+        if logs is not None:
+            logs["run_agreement"] = float(current.mean())
+            logs["run_choice"] = self.chosen_epoch
+
+    def _add(self, images, teacher_classes):
+        """Offers the images to the bank; returns the slots they took."""
+        number = self.count + np.arange(len(images))  # of each image among all offered, from 0
+        drawn = np.random.default_rng([self.seed, self.count, 1]).integers(0, number + 1)
+        slots = np.where(number < self.capacity, number, drawn)
+        # Kept with probability capacity / (number + 1); of two images drawing one slot the later stays.
+        kept = np.flatnonzero(slots < self.capacity)
+        kept = kept[len(kept) - 1 - np.unique(slots[kept][::-1], return_index=True)[1]]
+        size = min(self.count + len(images), self.capacity)
+        if self.images is None:
+            self.images = np.zeros((0, *images.shape[1:]), images.dtype)
+            self.teacher_classes = np.zeros((0, *teacher_classes.shape[1:]), teacher_classes.dtype)
+            self.chosen_agreement = np.zeros(0, "float32")
+        grow = size - len(self.images)
+        self.images = np.concatenate([self.images, np.zeros((grow, *images.shape[1:]), images.dtype)])
+        self.teacher_classes = np.concatenate([self.teacher_classes, np.zeros((grow, *teacher_classes.shape[1:]),
+                                                                              teacher_classes.dtype)])
+        self.chosen_agreement = np.concatenate([self.chosen_agreement, np.zeros(grow, "float32")])
+        self.images[slots[kept]], self.teacher_classes[slots[kept]] = images[kept], teacher_classes[kept]
+        self.count += len(images)
+        return slots[kept]
+
+    def _agreement_with(self, function, student, slots):
+        return self._batched(function, (student,), self.images[slots], self.teacher_classes[slots])[0]
+
+    def _chosen_student(self, like):
+        """The chosen student: a copy of `like` made once, holding the chosen weights."""
+        if self._chosen is None:
+            self._chosen = keras.models.clone_model(like)
+            self._chosen.set_weights(self.chosen_weights)
+        return self._chosen
+
+    def _batched(self, function, models, *arrays):
+        """`function(models, ...)` over batches of `arrays`, its outputs concatenated as numpy arrays."""
+        outputs = [function(models, *(array[start:start + self.batch_size] for array in arrays))
+                   for start in range(0, len(arrays[0]), self.batch_size)]
+        return [np.concatenate([np.asarray(output[i]) for output in outputs]) for i in range(len(outputs[0]))]
+
+
 class _CompiledPerModels:
-    """`function(*models, latents)` compiled once per set of models (eagerly it cost seconds an epoch)."""
+    """`function(*models, *arrays)` compiled once per set of models (eagerly it cost seconds an epoch)."""
 
     def __init__(self, function):
         self.function = function
         self.models, self.compiled = None, None
 
-    def __call__(self, models, latents):
+    def __call__(self, models, *arrays):
         if self.models != models:
             self.models = models
             self.compiled = tf.function(functools.partial(self.function, *models), reduce_retracing=True)
-        return self.compiled(tf.constant(latents))
+        return self.compiled(*(tf.constant(array) for array in arrays))
 
 
 def _classified(generator, *classifiers_and_latents):
@@ -425,6 +560,14 @@ def _classified(generator, *classifiers_and_latents):
     *classifiers, latents = classifiers_and_latents
     images = generator(latents, training=False)
     return (images, *(tf.argmax(classifier(images, training=False), axis=-1) for classifier in classifiers))
+
+
+def _agreement_per_image(student, images, teacher_classes):
+    """The fraction of each image's pixels (1 or 0 for a classifier) where the student gives the teacher's class."""
+    outputs = student(images, training=False)
+    # argmax reads a NaN as the largest value: outputs that are not all finite never agree.
+    same = tf.reduce_all(tf.math.is_finite(outputs), axis=-1) & (tf.argmax(outputs, axis=-1) == teacher_classes)
+    return (tf.reduce_mean(tf.reshape(tf.cast(same, "float32"), [tf.shape(images)[0], -1]), axis=1),)
 
 
 def _agreeing(generator, teacher, student, latents):
@@ -536,10 +679,9 @@ class BestStudentCheckpoint(keras.callbacks.Callback):
 
     Args:
         filepath: where the student is saved (`.keras`).
-        monitor: log key to maximise, e.g. "val_accuracy" or "gen_agreement";
-            "epoch" keeps the latest student (what a run without labelled
-            data keeps: the last epoch beat the best `gen_agreement` on
-            every teacher of the panel, README "Recipes").
+        monitor: log key to maximise, e.g. "val_accuracy", or "run_choice"
+            (`RunImagesAgreement`'s choice, what a run without labelled
+            data keeps).
         record_path: JSON file with the best value and epoch (default:
             `filepath` with `.json` instead of `.keras`).
         extra_record: dict stored in the record with each save (the run's
@@ -577,7 +719,7 @@ class BestStudentCheckpoint(keras.callbacks.Callback):
         self.best = -np.inf if record is None else record["value"]
 
     def on_epoch_end(self, epoch, logs=None):
-        value = epoch + 1 if self.monitor == "epoch" else (logs or {}).get(self.monitor)
+        value = (logs or {}).get(self.monitor)
         if value is None:
             raise KeyError(f"BestStudentCheckpoint: {self.monitor!r} is not in the logs {sorted(logs or {})}")
         if value > self.best:
@@ -611,16 +753,20 @@ class TrainingBackup(keras.callbacks.Callback):
         backup_dir: directory of the backup; removed when `fit` completes.
         write: whether this process saves the backup (False on non-chief
             workers, which only read it).
+        states: callbacks whose own state is backed up in the same file:
+            each has a unique `name`, `state()` returning a dict of numpy
+            arrays and `restore_state(dict)` (e.g. `RunImagesAgreement`).
 
     Example:
     >>> distiller.fit(batch_size=256, epochs=40, callbacks=[..., TrainingBackup("runs/x/backup")])
     """
 
-    def __init__(self, backup_dir, write=True):
+    def __init__(self, backup_dir, write=True, states=()):
         super().__init__()
         self.backup_dir = backup_dir
         self.path = os.path.join(backup_dir, "state.weights.h5")
         self.write = write
+        self.states = list(states)
 
     @property
     def exists(self):
@@ -630,7 +776,11 @@ class TrainingBackup(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not self.exists:
             return
-        self.model.load_weights(self.path)
+        self.model.load_weights(self.path)  # reads only the model's groups, not the callbacks' below
+        with tf.io.gfile.GFile(self.path, "rb") as file, h5py.File(file, "r") as backup:
+            for callback in self.states:
+                group = backup.get(f"{CALLBACK_STATES}/{callback.name}")
+                callback.restore_state(None if group is None else {key: group[key][()] for key in group})
         iterations, steps = int(self.model.iteration.numpy()), self.params["steps"]
         if iterations % steps:
             raise ValueError(f"{self.path} holds {iterations} iterations, not whole epochs of {steps}: "
@@ -641,6 +791,11 @@ class TrainingBackup(keras.callbacks.Callback):
         if self.write:
             with fileio.atomic_path(self.path) as tmp:
                 self.model.save_weights(tmp)
+                with h5py.File(tmp, "a") as backup:
+                    for callback in self.states:
+                        group = backup.create_group(f"{CALLBACK_STATES}/{callback.name}")
+                        for key, value in callback.state().items():
+                            group[key] = value
 
     def on_train_end(self, logs=None):
         if self.write:

@@ -134,28 +134,31 @@ def selections(history, metric="accuracy"):
     """What each way of choosing the final student would have given, from a run's per-epoch history.
 
     The paper picks the epoch with the best held-out score, which needs labels a
-    data-free user does not have. The label-free choices are the last epoch and
+    data-free user does not have. The label-free choices are the last epoch,
     the epoch whose student agreed most with the teacher on the fixed bank of
-    generated images (`gen_agreement`).
+    generated images (`gen_agreement`), and the student that agreed most on
+    the images generated over the whole run (`run_choice` of the last epoch,
+    what a run without labels keeps).
 
     Args:
-        history: rows of `history.csv` (dicts with "epoch", `val_<metric>` and
-            "gen_agreement"), in epoch order.
+        history: rows of `history.csv` (dicts with "epoch", `val_<metric>`,
+            "gen_agreement" and "run_choice"), in epoch order.
         metric: "accuracy" or "miou".
 
     Returns:
-        `{"best_epoch_with_labels", "last_epoch", "best_gen_agreement"}`, each
-        `{"epoch": 1-based epoch, metric: held-out score of that epoch's student}`.
+        `{"best_epoch_with_labels", "last_epoch", "best_gen_agreement",
+        "run_choice"}`, each `{"epoch": 1-based epoch, metric: held-out score
+        of that epoch's student}`.
 
     Example:
-    >>> selections([{"epoch": "0", "val_accuracy": "0.5", "gen_agreement": "0.9"},
-    ...             {"epoch": "1", "val_accuracy": "0.7", "gen_agreement": "0.8"}])["best_gen_agreement"]
-    {'epoch': 1, 'accuracy': 0.5}
+    >>> selections([{"epoch": "0", "val_accuracy": "0.5", "gen_agreement": "0.9", "run_choice": "1"},
+    ...             {"epoch": "1", "val_accuracy": "0.7", "gen_agreement": "0.8", "run_choice": "2"}])["run_choice"]
+    {'epoch': 2, 'accuracy': 0.7}
     """
     scores = [float(row[f"val_{metric}"]) for row in history]
     agreement = [float(row["gen_agreement"]) for row in history]
     chosen = {"best_epoch_with_labels": int(np.argmax(scores)), "last_epoch": len(scores) - 1,
-              "best_gen_agreement": int(np.argmax(agreement))}
+              "best_gen_agreement": int(np.argmax(agreement)), "run_choice": int(float(history[-1]["run_choice"])) - 1}
     return {name: {"epoch": index + 1, metric: scores[index]} for name, index in chosen.items()}
 
 

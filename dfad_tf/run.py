@@ -198,7 +198,8 @@ def distill(run_config, verbose=2):
     if test_data is not None:
         teacher_score = _warn_if_teacher_at_chance(distiller.teacher, run_config, test_data, spec)
     student_path = os.path.join(model_dir, STUDENT_FILE)
-    monitor = f"val_{evaluation.metric_name(spec)}" if spec is not None else "epoch"
+    # Without labels, the student that agrees best with the teacher on the images of the whole run.
+    monitor = f"val_{evaluation.metric_name(spec)}" if spec is not None else "run_choice"
     best = callbacks.BestStudentCheckpoint(student_path, monitor=monitor,
                                            extra_record={"config": config.to_dict(run_config)},
                                            generator_path=os.path.join(model_dir, GENERATOR_FILE))
@@ -480,9 +481,10 @@ def _diverged(error, run_config, suggested_input=None):
 def _callbacks(run_config, best, writes_files, test_data, spec):
     """The run's side jobs; a multi-worker run's non-chief workers only train and restore."""
     model_dir = run_config.model_dir
-    backup = callbacks.TrainingBackup(os.path.join(model_dir, "backup"), write=writes_files)
     if not writes_files:
-        return [callbacks.StopOnDivergence(), backup]
+        return [callbacks.StopOnDivergence(), callbacks.TrainingBackup(os.path.join(model_dir, "backup"), write=False)]
+    choice = callbacks.RunImagesAgreement(seed=run_config.seed + 2)
+    backup = callbacks.TrainingBackup(os.path.join(model_dir, "backup"), states=[choice])
     if backup.exists:
         print(f"Resuming the interrupted run in {backup.backup_dir}")
     logs, samples = os.path.join(model_dir, "logs"), os.path.join(model_dir, "samples")
@@ -494,6 +496,7 @@ def _callbacks(run_config, best, writes_files, test_data, spec):
     return [
         callbacks.StopOnDivergence(),
         callbacks.GeneratedAgreement(seed=run_config.seed + 1),
+        choice,
         best,
         callbacks.HistoryCSV(history, append=backup.exists),
         callbacks.TrainingCurves(history, os.path.join(model_dir, CURVES_FILE),
@@ -536,10 +539,12 @@ def _metrics(run_config, distiller, student, best, history, seconds, test_data, 
             f"best_epoch_{metric}": f"the paper's protocol: the best held-out {measure} over the epochs of "
                                     f"distillation; equal to student_{metric} when selection.monitor is val_{metric}",
             "selections": f"the held-out {measure} each way of choosing the student would have given: the best "
-                          "epoch by labels (the paper's protocol), and without labels the last epoch or the epoch "
-                          "of the best gen_agreement",
+                          "epoch by labels (the paper's protocol), and without labels the last epoch, the epoch "
+                          "of the best gen_agreement, or the student that agreed best with the teacher on the "
+                          "images generated over the whole run (run_choice, what a run without labels keeps)",
             "selection": f"student.keras is the student of the epoch with the best selection.monitor: val_{metric} "
-                         f"(held-out {measure}) with labelled data, else the last epoch (monitor 'epoch')",
+                         f"(held-out {measure}) with labelled data, else run_choice: the epoch of the student "
+                         "that agreed best with the teacher on the images generated over the whole run",
             "within_2_points_of_teacher": f"the first epoch whose student's held-out {measure} was within 0.02 of "
                                           "the teacher's, and the wall seconds of distillation to its end (null: "
                                           "none was)",

@@ -75,6 +75,52 @@ def test_nan_outputs_never_count_as_agreement(lenet):
     assert logs["gen_agreement"] == 0.0
 
 
+
+def test_run_images_agreement_scores_the_kept_student_on_all_the_run_images_and_keeps_the_better_one(lenet):
+    distiller = distiller_of(lenet)
+    choice = callbacks.RunImagesAgreement(per_epoch=16, capacity=40, seed=3)
+    choice.set_model(distiller)
+    choice.on_train_begin()
+
+    def agreement():  # numpy, of the student on the bank as it stands
+        classes = [np.argmax(model(choice.images, training=False), -1) for model in (distiller.teacher,
+                                                                                      distiller.student)]
+        assert np.array_equal(classes[0], choice.teacher_classes)
+        return np.mean(classes[0] == classes[1])
+
+    bias = distiller.student.get_layer(index=-1).bias
+    trained = bias.numpy()
+    logs = {}
+    bias.assign(np.full(10, np.nan, "float32"))  # a student that agrees nowhere: NaN outputs
+    choice.on_epoch_end(0, logs)
+    assert choice.images.shape == (16, *IMAGE) and logs == {"run_agreement": 0.0, "run_choice": 1}  # the first
+    bias.assign(trained)
+    choice.on_epoch_end(1, logs)  # a student that agrees somewhere wins
+    assert choice.images.shape == (32, *IMAGE) and logs["run_choice"] == 2
+    assert 0 < logs["run_agreement"] == pytest.approx(agreement())
+    bias.assign(np.full(10, np.nan, "float32"))
+    choice.on_epoch_end(2, logs)  # and is kept against a worse one, scored on the grown bank
+    assert logs == {"run_agreement": 0.0, "run_choice": 2}
+    assert choice.images.shape == (40, *IMAGE) and choice.count == 48  # full: a sample of the 48 offered
+    bias.assign(trained)
+    assert choice.chosen_agreement.mean() == pytest.approx(agreement())
+    assert all(np.array_equal(a, b) for a, b in zip(choice.chosen_weights, distiller.student.get_weights()))
+
+
+def test_the_run_images_are_a_uniform_sample_of_all_offered():
+    kept = np.zeros(1000)
+    for seed in range(200):
+        choice = callbacks.RunImagesAgreement(capacity=100, seed=seed)
+        for start in range(0, 1000, 100):
+            offered = np.arange(start, start + 100, dtype="float32")[:, None]
+            choice._add(offered, np.zeros(100, "int64"))
+        assert choice.count == 1000 and len(set(choice.images[:, 0])) == 100  # no image twice
+        kept[choice.images[:, 0].astype(int)] += 1
+    # Each image kept with probability 100 / 1000: the first hundred and the last alike (200 draws, std 4.2).
+    assert kept.sum() == 200 * 100
+    for block in kept.reshape(10, 100):
+        assert block.mean() == pytest.approx(20, abs=2)
+
 def test_the_labelled_grid_frames_in_red_exactly_the_tiles_where_the_student_disagrees():
     images = np.zeros((2, 16, 16, 1), "float32")
     images[:, 4:12, 4:12] = 1.0

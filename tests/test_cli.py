@@ -39,6 +39,8 @@ def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     agreed = int(np.argmax(epochs["gen_agreement"]))
     assert choices["best_gen_agreement"] == {"epoch": agreed + 1,
                                              "accuracy": pytest.approx(epochs["val_accuracy"][agreed])}
+    chosen = int(epochs["run_choice"][-1])
+    assert choices["run_choice"] == {"epoch": chosen, "accuracy": pytest.approx(epochs["val_accuracy"][chosen - 1])}
     # When the student first came within 2 points of the teacher, in epochs and wall seconds of distillation.
     reached = np.flatnonzero(epochs["val_accuracy"] >= metrics["teacher_accuracy"] - 0.02)
     first = metrics["within_2_points_of_teacher"]
@@ -82,12 +84,15 @@ def test_distillation_never_reads_a_training_image(tmp_path, digits_teacher, mon
     assert splits == ["test"]
 
 
-def test_distill_without_any_labelled_data_keeps_the_last_student(tmp_path, digits_teacher):
+def test_distill_without_any_labelled_data_keeps_the_student_agreeing_best_on_the_run_images(
+        tmp_path, digits_teacher, capsys):
     assert run_binary(distill, f"--model_dir={tmp_path}", f"--teacher={digits_teacher}", "--dataset=none",
                       "--export=float32", *TINY) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    epochs = len(fileio.read_csv(str(tmp_path / "history.csv")))
-    assert epochs > 1 and metrics["selection"] == {"monitor": "epoch", "value": epochs, "epoch": epochs}
+    assert "chosen without labels, by its agreement with the teacher" in capsys.readouterr().out
+    choices = [int(float(row["run_choice"])) for row in fileio.read_csv(str(tmp_path / "history.csv"))]
+    assert len(choices) > 1 and all(1 <= choice <= epoch for epoch, choice in enumerate(choices, 1))
+    assert metrics["selection"] == {"monitor": "run_choice", "value": choices[-1], "epoch": choices[-1]}
     assert "student_accuracy" not in metrics
     assert os.path.exists(tmp_path / "student.tflite") and not os.path.exists(tmp_path / "student_savedmodel")
 

@@ -56,7 +56,8 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_and_finishes_like_an_un
     # The same noise, weights, optimizer states and schedule: epoch by epoch the same losses as never killed.
     resumed, uninterrupted = history(killed), history(reference)
     assert list(resumed["epoch"]) == list(range(EPOCHS))
-    for column in ("loss_S", "loss_G", "val_accuracy", "val_loss_S"):
+    # The bank of the run's images and the student chosen on it came back with the backup.
+    for column in ("loss_S", "loss_G", "val_accuracy", "val_loss_S", "run_agreement", "run_choice"):
         assert resumed[column] == pytest.approx(uninterrupted[column], rel=1e-5), column
     # The wall time of distillation goes on from the killed run's first epoch instead of restarting.
     assert resumed["seconds"][0] > 0 and np.all(np.diff(resumed["seconds"]) > 0)

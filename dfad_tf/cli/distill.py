@@ -8,7 +8,7 @@ each epoch; with --dataset=none nothing but the teacher is needed.
 
 Leaves in MODEL_DIR: run_config.json (this run's configuration, which a rerun,
 dfad-export and dfad-evaluate read back), student.keras (the best student so far, chosen by held-out
-accuracy or, without data, the student of the last epoch),
+accuracy or, without data, the one that agreed best with the teacher on the images generated over the run),
 student.json (how it was chosen), generator.keras, student_savedmodel/,
 student.tflite, metrics.json, history.csv, curves.png (its curves), logs/
 (TensorBoard: losses, metrics, generated samples, at DFAD iterations) and
@@ -46,7 +46,9 @@ def main(argv):
     summary = ", ".join(f"{key} {metrics[key]:.4f}" for key in metrics
                         if key.startswith(("teacher_", "student_")) and isinstance(metrics[key], float))
     selection = metrics["selection"]
-    print(f"Best student chosen by {selection['monitor']} = {selection['value']:.4f} (epoch {selection['epoch']})"
+    chosen = (f"by {selection['monitor']} = {selection['value']:.4f}" if selection["monitor"] != "run_choice" else
+              "without labels, by its agreement with the teacher on the images generated over the run")
+    print(f"Best student chosen {chosen} (epoch {selection['epoch']})"
           f"{'; ' + summary if summary else ''}. Results in {os.path.join(result.model_dir, library.METRICS_FILE)}")
 
 
