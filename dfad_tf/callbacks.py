@@ -427,9 +427,9 @@ class RunImagesAgreement(keras.callbacks.Callback):
     it gets wrong now, so agreement on the current images (`gen_agreement`)
     favours a student that has just caught up there, whatever it forgot
     elsewhere; agreement on everything the run has shown asks for both
-    (README "Recipes": on fourteen teacher-panel runs this choice was 2.8
-    points below the best epoch by labels on average, the last epoch 4.7 and
-    the best `gen_agreement` 2.9, which fell up to 8.7 points below the last
+    (README "Recipes": on seventeen teacher-panel runs this choice was 3.3
+    points below the best epoch by labels on average, the last epoch 6.6 and
+    the best `gen_agreement` 3.7, which fell up to 8.7 points below the last
     epoch where this choice never fell more than 0.4).
 
     Its state (the bank and the chosen student's weights) is saved and
