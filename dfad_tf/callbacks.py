@@ -481,7 +481,8 @@ class RunImagesAgreement(keras.callbacks.Callback):
         self.images, self.teacher_classes = state.get("images"), state.get("teacher_classes")
         self.chosen_agreement = state.get("chosen_agreement")
         self.count, self.chosen_epoch = int(state.get("count", 0)), int(state.get("chosen_epoch", 0))
-        weights = sorted((key for key in state if key.startswith("chosen_weight_")), key=lambda key: int(key[14:]))
+        weights = sorted((key for key in state if key.startswith("chosen_weight_")),
+                         key=lambda key: int(key.rsplit("_", 1)[1]))
         self.chosen_weights = [np.asarray(state[key]) for key in weights] or None
         self._chosen = None
 
@@ -513,15 +514,13 @@ class RunImagesAgreement(keras.callbacks.Callback):
         kept = np.flatnonzero(slots < self.capacity)
         kept = kept[len(kept) - 1 - np.unique(slots[kept][::-1], return_index=True)[1]]
         size = min(self.count + len(images), self.capacity)
-        if self.images is None:
-            self.images = np.zeros((0, *images.shape[1:]), images.dtype)
-            self.teacher_classes = np.zeros((0, *teacher_classes.shape[1:]), teacher_classes.dtype)
-            self.chosen_agreement = np.zeros(0, "float32")
-        grow = size - len(self.images)
-        self.images = np.concatenate([self.images, np.zeros((grow, *images.shape[1:]), images.dtype)])
-        self.teacher_classes = np.concatenate([self.teacher_classes, np.zeros((grow, *teacher_classes.shape[1:]),
-                                                                              teacher_classes.dtype)])
-        self.chosen_agreement = np.concatenate([self.chosen_agreement, np.zeros(grow, "float32")])
+
+        def grown(array, like):  # `array` (None: empty) with zero rows shaped like `like`'s up to `size`
+            array = like[:0] if array is None else array
+            return np.concatenate([array, np.zeros((size - len(array), *like.shape[1:]), like.dtype)])
+
+        self.images, self.teacher_classes = grown(self.images, images), grown(self.teacher_classes, teacher_classes)
+        self.chosen_agreement = grown(self.chosen_agreement, np.zeros(0, "float32"))
         self.images[slots[kept]], self.teacher_classes[slots[kept]] = images[kept], teacher_classes[kept]
         self.count += len(images)
         return slots[kept]
@@ -575,12 +574,11 @@ def _agreement_per_image(student, images, teacher_classes):
 def _agreeing(generator, teacher, student, latents):
     """How many of the images from `latents` teacher and student give the same class (pixel fractions for masks)."""
     images = generator(latents, training=False)
-    teacher_outputs, student_outputs = teacher(images, training=False), student(images, training=False)
-    # argmax reads a NaN as the largest value: outputs that are not all finite never agree.
-    finite = (tf.reduce_all(tf.math.is_finite(teacher_outputs), axis=-1)
-              & tf.reduce_all(tf.math.is_finite(student_outputs), axis=-1))
-    same = finite & (tf.argmax(teacher_outputs, axis=-1) == tf.argmax(student_outputs, axis=-1))
-    return tf.reduce_mean(tf.cast(same, "float32")) * tf.cast(tf.shape(latents)[0], "float32")
+    teacher_outputs = teacher(images, training=False)
+    # A teacher's output that is not all finite gives no class (-1), so no student agrees with it.
+    teacher_classes = tf.where(tf.reduce_all(tf.math.is_finite(teacher_outputs), axis=-1),
+                               tf.argmax(teacher_outputs, axis=-1), tf.constant(-1, tf.int64))
+    return tf.reduce_sum(_agreement_per_image(student, images, teacher_classes)[0])
 
 
 class DivergedError(RuntimeError):

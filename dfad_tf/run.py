@@ -481,10 +481,11 @@ def _diverged(error, run_config, suggested_input=None):
 def _callbacks(run_config, best, writes_files, test_data, spec):
     """The run's side jobs; a multi-worker run's non-chief workers only train and restore."""
     model_dir = run_config.model_dir
+    backup_dir = os.path.join(model_dir, "backup")
     if not writes_files:
-        return [callbacks.StopOnDivergence(), callbacks.TrainingBackup(os.path.join(model_dir, "backup"), write=False)]
+        return [callbacks.StopOnDivergence(), callbacks.TrainingBackup(backup_dir, write=False)]
     choice = callbacks.RunImagesAgreement(seed=run_config.seed + 2)
-    backup = callbacks.TrainingBackup(os.path.join(model_dir, "backup"), states=[choice])
+    backup = callbacks.TrainingBackup(backup_dir, states=[choice])
     if backup.exists:
         print(f"Resuming the interrupted run in {backup.backup_dir}")
     logs, samples = os.path.join(model_dir, "logs"), os.path.join(model_dir, "samples")
