@@ -10,11 +10,13 @@ has BatchNorm layers (in a Keras model, or found in a SavedModel's graph), a
 BatchNorm prior (DeepInversion's) keeps generated images where the teacher's
 training images were, with its logit scale, and the discrepancy is the
 paper's. Otherwise (a teacher without BatchNorm, or whose BatchNorm cannot be
-read) the discrepancy is taken on standardised logits instead (a teacher's
-logit scale no longer matters), and half of the student's images come from a
-momentum average of the generator, so that the student does not forget where
-the generator has been (beside the prior, the average cost a Conv-BN
-teacher's student 4 to 6 points). A student with BatchNorm layers (MobileNets,
+read) a smoothness prior takes its place (without it the generator drifts to
+pixel-scale textures that such a teacher classifies but a student learns
+little real from), the discrepancy is taken on standardised logits (a
+teacher's logit scale no longer matters), and half of the student's images
+come from a momentum average of the generator, so that the student does not
+forget where the generator has been (beside the BatchNorm prior, the average
+cost a Conv-BN teacher's student 4 to 6 points). A student with BatchNorm layers (MobileNets,
 ResNets) swings far from epoch to epoch on generated images, so the run keeps
 a moving average of its weights; a student without them (LeNet-5) keeps its
 own weights, which the average did not improve.
@@ -24,6 +26,8 @@ Example:
 >>> RECIPES["robust"].parts(conv_bn_teacher)
 {'standardize_logits': False, 'clip_pixels': True, 'replay_memory': 0, 'generator_average': 0.0,
  'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
+>>> RECIPES["robust"].parts(lenet5_teacher)["generator_loss_weights"]
+{'adversarial': 1.0, 'smoothness': 1.0}
 >>> RECIPES["robust"].student_parts(mobilenet_student)
 {'student_average': 0.998}
 """
@@ -62,7 +66,10 @@ class Recipe:
         generator_loss_weights: generator loss weights (`objectives.TERMS`).
         batchnorm_prior: weight of the `batchnorm` term, added when the
             teacher has BatchNorm layers that can be read (0 for never); it
-            then replaces standardised logits and the generator's average.
+            then replaces standardised logits, the generator's average and
+            the smoothness prior.
+        smoothness_prior: weight of the `smoothness` term, added when the
+            BatchNorm prior is not (0 for never).
     """
 
     standardize_logits: bool
@@ -72,6 +79,7 @@ class Recipe:
     student_average: float
     generator_loss_weights: tuple  # (term, weight) pairs: a frozen dataclass needs hashable fields
     batchnorm_prior: float
+    smoothness_prior: float
 
     def parts(self, teacher):
         """The recipe's parts for `teacher`: the `config.ObjectiveConfig` fields of `TEACHER_PARTS`."""
@@ -81,6 +89,8 @@ class Recipe:
             parts["standardize_logits"] = False
             parts["generator_average"] = 0.0
             parts["generator_loss_weights"]["batchnorm"] = self.batchnorm_prior
+        elif self.smoothness_prior:
+            parts["generator_loss_weights"]["smoothness"] = self.smoothness_prior
         return parts
 
     def student_parts(self, student):
@@ -96,7 +106,9 @@ def _has_batchnorm(model):
 
 RECIPES = {
     "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0, generator_average=0.0,
-                    student_average=0.0, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=0.0),
+                    student_average=0.0, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=0.0,
+                    smoothness_prior=0.0),
     "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0, generator_average=0.99,
-                     student_average=0.998, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=1.0),
+                     student_average=0.998, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=1.0,
+                     smoothness_prior=1.0),
 }

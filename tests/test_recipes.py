@@ -23,7 +23,7 @@ def conv_bn_classifier():
     return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)))
 
 
-def test_where_batchnorm_can_be_read_its_prior_replaces_standardised_logits_and_the_generators_average(
+def test_where_batchnorm_can_be_read_its_prior_replaces_smoothness_standardised_logits_and_the_generators_average(
         unit_bn_teacher, tmp_path):
     robust = recipes.RECIPES["robust"]
     assert robust.parts(unit_bn_teacher) == {
@@ -31,7 +31,8 @@ def test_where_batchnorm_can_be_read_its_prior_replaces_standardised_logits_and_
         "generator_average": 0.0,
         "generator_loss_weights": {"adversarial": 1.0, "batchnorm": robust.batchnorm_prior}}
     guarded = {"standardize_logits": True, "clip_pixels": True, "replay_memory": 0,
-               "generator_average": robust.generator_average, "generator_loss_weights": {"adversarial": 1.0}}
+               "generator_average": robust.generator_average,
+               "generator_loss_weights": {"adversarial": 1.0, "smoothness": robust.smoothness_prior}}
     assert robust.parts(models.build_classifier("lenet5", (32, 32, 1), 10)) == guarded
     # The same Conv-BN teacher as a SavedModel keeps its BatchNorm layers in its graph: the prior reads them there.
     unit_bn_teacher.export(tmp_path / "saved", verbose=False)

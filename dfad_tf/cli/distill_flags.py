@@ -38,8 +38,8 @@ flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
 flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
                   "What the generator optimises and how the student learns: robust (the default, for any teacher: "
                   "pixels clipped to the real range, and a BatchNorm prior when the teacher's BatchNorm layers can "
-                  "be read, else standardized logits and an averaged generator) or paper (DFAD exactly as "
-                  "published). --standardize_logits, --replay_memory, --clip_pixels, --generator_average, "
+                  "be read, else a smoothness prior, standardized logits and an averaged generator) or paper (DFAD "
+                  "exactly as published). --standardize_logits, --replay_memory, --clip_pixels, --generator_average, "
                   "--student_average and --generator_loss_weights override single parts of it.")
 flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
@@ -100,7 +100,8 @@ flags.DEFINE_list("generator_loss_weights", None,
                   "DeepInversion and DFQ; batchnorm_kl is the same in size for any teacher), one_hot, activation "
                   "and balance (DAFL's terms), smoothness (an image prior needing only the teacher's outputs). "
                   "Default: from --recipe (paper: adversarial=1; robust: adversarial=1, plus batchnorm=1 when "
-                  "the teacher's BatchNorm layers can be read). DAFL is one_hot=1,activation=0.1,balance=5.")
+                  "the teacher's BatchNorm layers can be read, else smoothness=1). DAFL is "
+                  "one_hot=1,activation=0.1,balance=5.")
 flags.DEFINE_string("fixed_generator", None,
                     "A generator.keras of an earlier run: train a fresh student on its images, the generator "
                     "frozen (no generation stage).")
