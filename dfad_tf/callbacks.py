@@ -459,7 +459,7 @@ class RunImagesAgreement(keras.callbacks.Callback):
         self.capacity = capacity
         self.seed = seed
         self.batch_size = batch_size
-        self._classified = _CompiledPerModels(_classified)
+        self._teacher_classes = _CompiledPerModels(_teacher_classes)
         # One compiled function per student: alternating models in one would retrace at every call.
         self._current_agreement = _CompiledPerModels(_agreement_per_image)
         self._chosen_agreement = _CompiledPerModels(_agreement_per_image)
@@ -491,7 +491,7 @@ class RunImagesAgreement(keras.callbacks.Callback):
         student = distiller.kept_student()
         latents = np.random.default_rng([self.seed, epoch]).standard_normal(
             (self.per_epoch, distiller.generator.input_shape[-1])).astype("float32")
-        slots = self._add(*self._batched(self._classified, (distiller.generator, distiller.teacher), latents))
+        slots = self._add(*self._batched(self._teacher_classes, (distiller.generator, distiller.teacher), latents))
         current = self._agreement_with(self._current_agreement, student, slice(None))
         if self.chosen_weights is not None:
             self.chosen_agreement[slots] = self._agreement_with(self._chosen_agreement,
@@ -571,14 +571,21 @@ def _agreement_per_image(student, images, teacher_classes):
     return (tf.reduce_mean(tf.reshape(tf.cast(same, "float32"), [tf.shape(images)[0], -1]), axis=1),)
 
 
+def _teacher_classes(generator, teacher, latents):
+    """The images from `latents` and the teacher's class for each (per pixel for masks).
+
+    A teacher's output that is not all finite gives no class (-1), so that no
+    student agrees with it.
+    """
+    images = generator(latents, training=False)
+    outputs = teacher(images, training=False)
+    return images, tf.where(tf.reduce_all(tf.math.is_finite(outputs), axis=-1), tf.argmax(outputs, axis=-1),
+                            tf.constant(-1, tf.int64))
+
+
 def _agreeing(generator, teacher, student, latents):
     """How many of the images from `latents` teacher and student give the same class (pixel fractions for masks)."""
-    images = generator(latents, training=False)
-    teacher_outputs = teacher(images, training=False)
-    # A teacher's output that is not all finite gives no class (-1), so no student agrees with it.
-    teacher_classes = tf.where(tf.reduce_all(tf.math.is_finite(teacher_outputs), axis=-1),
-                               tf.argmax(teacher_outputs, axis=-1), tf.constant(-1, tf.int64))
-    return tf.reduce_sum(_agreement_per_image(student, images, teacher_classes)[0])
+    return tf.reduce_sum(_agreement_per_image(student, *_teacher_classes(generator, teacher, latents))[0])
 
 
 class DivergedError(RuntimeError):

@@ -110,6 +110,25 @@ def test_run_images_agreement_scores_the_kept_student_on_all_the_run_images_and_
     assert all(np.array_equal(a, b) for a, b in zip(choice.chosen_weights, distiller.student.get_weights()))
 
 
+def test_images_the_teacher_gives_no_finite_output_join_the_bank_with_no_class(lenet):
+    generator = models.build_generator("generator_a", 8, IMAGE, width=4)
+    latents = np.random.default_rng([3, 0]).standard_normal((16, 8)).astype("float32")
+    bright = np.asarray(generator(latents, training=False)).mean(axis=(1, 2, 3))
+    images = keras.Input(IMAGE)
+    teacher = keras.Model(images, NaNWhenBright(np.median(bright))([lenet(images), images]))
+    distiller = distiller_of(teacher, generator=generator)
+    choice = callbacks.RunImagesAgreement(per_epoch=16, capacity=40, seed=3)  # the latents above: seed 3, epoch 0
+    choice.set_model(distiller)
+    choice.on_train_begin()
+    logs = {}
+    choice.on_epoch_end(0, logs)
+    no_class = np.isnan(np.asarray(teacher(choice.images, training=False))).any(-1)
+    assert 0 < no_class.sum() < 16 and np.all(choice.teacher_classes[no_class] == -1)
+    # as in gen_agreement: no student agrees with the teacher on those images
+    student_classes = np.argmax(distiller.student(choice.images, training=False), -1)
+    assert logs["run_agreement"] == pytest.approx(np.mean(~no_class & (student_classes == choice.teacher_classes)))
+
+
 def test_the_run_images_are_a_uniform_sample_of_all_offered():
     kept = np.zeros(1000)
     for seed in range(200):
