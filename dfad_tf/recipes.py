@@ -16,10 +16,10 @@ little real from), the discrepancy is taken on standardised logits (a
 teacher's logit scale no longer matters), and half of the student's images
 come from a momentum average of the generator, so that the student does not
 forget where the generator has been (beside the BatchNorm prior, the average
-cost a Conv-BN teacher's student 4 to 6 points). A student with BatchNorm layers (MobileNets,
-ResNets) swings far from epoch to epoch on generated images, so the run keeps
-a moving average of its weights; a student without them (LeNet-5) keeps its
-own weights, which the average did not improve.
+cost a Conv-BN teacher's student 4 to 6 points). A student with BatchNorm
+layers (MobileNets, ResNets) swings far from epoch to epoch on generated
+images, so the run keeps a moving average of its weights; a student without
+them (LeNet-5) keeps its own weights, which the average did not improve.
 README's "Recipes" section has the measurements behind each choice.
 
 Example:
