@@ -187,6 +187,8 @@ class ObjectiveConfig:
         generator_average: momentum of the average of the generator's weights that makes half of the
             student's images (0: none).
         student_average: momentum of the average of the student's weights that the run keeps (0: none).
+        student_training_in_generator_step: the generator's step runs the student in training mode
+            (batch statistics), as DFAD does; False: in inference mode.
     """
 
     recipe: str = "robust"
@@ -197,6 +199,7 @@ class ObjectiveConfig:
     clip_pixels: bool | None = None
     generator_average: float | None = None
     student_average: float | None = None
+    student_training_in_generator_step: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,8 @@ class DataFreeDistiller(keras.Model):
 
     The teacher is frozen and always runs in inference mode. Student and
     generator run in training mode in both stages, as in the paper's reference
-    code (so BatchNorm uses batch statistics and updates its moving averages).
+    code (so BatchNorm uses batch statistics and updates its moving averages),
+    unless `compile`'s `student_training_in_generator_step` is False.
     What the generator maximises is configurable (`compile`'s
     `generator_loss_weights`, see `objectives`): DFAD's adversarial
     discrepancy by default, or DAFL's or a BatchNorm-prior variant's terms. A
@@ -136,7 +137,8 @@ class DataFreeDistiller(keras.Model):
         self.built = True  # all its state lives in the three (built) models
 
     def compile(self, student_optimizer, generator_optimizer, loss="mae", metrics=None,
-                generator_loss_weights=None, jit_compile=False, **kwargs):
+                generator_loss_weights=None, student_training_in_generator_step=True, jit_compile=False,
+                **kwargs):
         """Configures the two optimizers, the discrepancy and the student's metrics.
 
         Args:
@@ -151,6 +153,10 @@ class DataFreeDistiller(keras.Model):
             generator_loss_weights: weights of the generator's loss terms
                 (`objectives.TERMS`), e.g. `objectives.METHOD_WEIGHTS["dafl"]`;
                 default `{"adversarial": 1.0}`, the paper's DFAD.
+            student_training_in_generator_step: the generator's step runs
+                the student in training mode, as in the paper; False runs it
+                in inference mode (`objectives.GeneratorObjective`'s
+                `student_training`).
             jit_compile: compile each DFAD iteration with XLA. Off by default,
                 unlike Keras's "auto": on CPU, XLA ran the paper's networks at
                 0.69x to 1.00x the plain graph, with a third more memory
@@ -165,8 +171,9 @@ class DataFreeDistiller(keras.Model):
         super().compile(optimizer=student_optimizer, metrics=metrics, jit_compile=jit_compile, **kwargs)
         self.generator_optimizer = generator_optimizer
         self.discrepancy = losses.get(loss)
-        self.generator_objective = objectives.GeneratorObjective(self.teacher, self.discrepancy,
-                                                                 generator_loss_weights)
+        self.generator_objective = objectives.GeneratorObjective(
+            self.teacher, self.discrepancy, generator_loss_weights,
+            student_training=student_training_in_generator_step)
         # Built here, on their own variables: left unbuilt, Keras would build the
         # student optimizer over every trainable variable, generator included.
         student_optimizer.build(self.student.trainable_variables)

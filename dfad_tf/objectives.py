@@ -53,7 +53,8 @@ class GeneratorObjective:
     """The generator's loss: a weighted sum of the terms in `TERMS`.
 
     The teacher runs in inference mode; the student is only run when the
-    `adversarial` weight is non-zero. The `batchnorm` terms read the teacher's
+    `adversarial` weight is non-zero, in training mode as in DFAD unless
+    `student_training` is False. The `batchnorm` terms read the teacher's
     BatchNorm layers (`batchnorm_probe`: a functional Keras teacher, or a
     SavedModel whose graph holds them); the `activation` term reads its last
     Dense layer, so it needs a functional Keras teacher.
@@ -63,6 +64,13 @@ class GeneratorObjective:
         discrepancy: `keras.losses.Loss` taking `(teacher_outputs, student_outputs)`.
         weights: mapping of term name to weight; missing terms weigh 0.
             Default: `{"adversarial": 1.0}` (DFAD).
+        student_training: run the student in training mode for the
+            `adversarial` term (DFAD's: its BatchNorm layers normalise with
+            the batch's statistics). False runs it in inference mode (their
+            moving statistics): a student that normalises with the batch's
+            statistics magnifies the faint contrast of near-uniform images,
+            which the teacher sees as flat, so the generator can win by
+            making such images, and did (README "Recipes").
 
     Example:
     >>> objective = GeneratorObjective(teacher, losses.get("mae"), {"adversarial": 1, "batchnorm": 0.1})
@@ -70,10 +78,11 @@ class GeneratorObjective:
     0.1
     """
 
-    def __init__(self, teacher, discrepancy, weights=None):
+    def __init__(self, teacher, discrepancy, weights=None, student_training=True):
         self.weights = check_weights({"adversarial": 1.0} if weights is None else weights)
         self.teacher = teacher
         self.discrepancy = discrepancy
+        self.student_training = student_training
         self._batchnorms = []
         self._probe = None
         if self._uses_batchnorm or self.weights["activation"]:
@@ -116,7 +125,8 @@ class GeneratorObjective:
             teacher_outputs, *inner = self._probe(images)
         terms = {}
         if self.weights["adversarial"]:
-            terms["adversarial"] = -self.discrepancy(teacher_outputs, student(images, training=True))
+            terms["adversarial"] = -self.discrepancy(teacher_outputs,
+                                                     student(images, training=self.student_training))
         if self.weights["activation"]:
             terms["activation"] = activation_loss(inner.pop(0))
         if self.weights["batchnorm"]:

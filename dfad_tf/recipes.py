@@ -16,16 +16,20 @@ little real from), the discrepancy is taken on standardised logits (a
 teacher's logit scale no longer matters), and half of the student's images
 come from a momentum average of the generator, so that the student does not
 forget where the generator has been (beside the BatchNorm prior, the average
-cost a Conv-BN teacher's student 4 to 6 points). A student with BatchNorm
-layers (MobileNets, ResNets) swings far from epoch to epoch on generated
-images, so the run keeps a moving average of its weights; a student without
-them (LeNet-5) keeps its own weights, which the average did not improve.
+cost a Conv-BN teacher's student 4 to 6 points). The generator's step runs the
+student in inference mode: a student with BatchNorm layers (MobileNets,
+ResNets) in training mode normalises each batch by its own statistics, so it
+magnifies the faint contrast of near-uniform images that the teacher sees as
+flat, and the generator collapsed to such images. Such a student also swings
+far from epoch to epoch on generated images, so the run keeps a moving average
+of its weights; a student without them (LeNet-5) keeps its own weights, which
+the average did not improve.
 README's "Recipes" section has the measurements behind each choice.
 
 Example:
 >>> RECIPES["robust"].parts(conv_bn_teacher)
 {'standardize_logits': False, 'clip_pixels': True, 'replay_memory': 0, 'generator_average': 0.0,
- 'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}}
+ 'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}, 'student_training_in_generator_step': False}
 >>> RECIPES["robust"].parts(lenet5_teacher)["generator_loss_weights"]
 {'adversarial': 1.0, 'smoothness': 1.0}
 >>> RECIPES["robust"].student_parts(mobilenet_student)
@@ -40,7 +44,8 @@ from dfad_tf import objectives
 
 # The `config.ObjectiveConfig` fields a recipe decides: by the teacher (`Recipe.parts`, in this order), and by
 # the student (`Recipe.student_parts`), which is built after the teacher's parts have fixed the precision policy.
-TEACHER_PARTS = ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "generator_loss_weights")
+TEACHER_PARTS = ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "generator_loss_weights",
+                 "student_training_in_generator_step")
 STUDENT_PARTS = ("student_average",)
 PARTS = TEACHER_PARTS + STUDENT_PARTS
 
@@ -70,6 +75,9 @@ class Recipe:
             the smoothness prior.
         smoothness_prior: weight of the `smoothness` term, added when the
             BatchNorm prior is not (0 for never).
+        student_training_in_generator_step: the generator's step runs the
+            student in training mode (DFAD's), or in inference mode (the
+            same for a student without BatchNorm or dropout layers).
     """
 
     standardize_logits: bool
@@ -80,6 +88,7 @@ class Recipe:
     generator_loss_weights: tuple  # (term, weight) pairs: a frozen dataclass needs hashable fields
     batchnorm_prior: float
     smoothness_prior: float
+    student_training_in_generator_step: bool
 
     def parts(self, teacher):
         """The recipe's parts for `teacher`: the `config.ObjectiveConfig` fields of `TEACHER_PARTS`."""
@@ -107,8 +116,8 @@ def _has_batchnorm(model):
 RECIPES = {
     "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0, generator_average=0.0,
                     student_average=0.0, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=0.0,
-                    smoothness_prior=0.0),
+                    smoothness_prior=0.0, student_training_in_generator_step=True),
     "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0, generator_average=0.99,
                      student_average=0.998, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=1.0,
-                     smoothness_prior=1.0),
+                     smoothness_prior=1.0, student_training_in_generator_step=False),
 }

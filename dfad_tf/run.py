@@ -383,7 +383,9 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm, strategy_name)
                 iterations_per_epoch=schedule.iterations_per_epoch, imitation_steps=schedule.imitation_steps),
             loss=discrepancy(objective),
             metrics=[evaluation.keras_metric(spec)] if spec is not None else None,
-            generator_loss_weights=weights, jit_compile=run_config.precision.jit_compile)
+            generator_loss_weights=weights,
+            student_training_in_generator_step=objective.student_training_in_generator_step,
+            jit_compile=run_config.precision.jit_compile)
     except ValueError as error:  # the generator's objective does not fit the teacher, e.g. a BN prior without BN
         raise ConfigError("objective.generator_loss_weights", str(error)) from error
     return distiller, objective, policy

@@ -45,7 +45,8 @@ def distill(teacher, recipe_name, test_images, test_labels, epochs=3, **override
                                   **recipes.RECIPES[recipe_name].student_parts(student))
     distiller.compile(*optimizers.paper_optimizers(0.01, 1e-3, weight_decay=0, iterations_per_epoch=20),
                       loss=losses.Discrepancy("mae", standardize=parts["standardize_logits"]), metrics=["accuracy"],
-                      generator_loss_weights=parts["generator_loss_weights"])
+                      generator_loss_weights=parts["generator_loss_weights"],
+                      student_training_in_generator_step=parts["student_training_in_generator_step"])
     history = distiller.fit(batch_size=64, steps_per_epoch=20, epochs=epochs,
                             validation_data=(test_images, test_labels), verbose=0)
     return history.history["val_accuracy"], distiller

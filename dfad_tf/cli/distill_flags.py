@@ -37,10 +37,11 @@ flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
                   "Discrepancy between teacher and student outputs: mae (the paper's), mse, kld, mse+mae.")
 flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
                   "What the generator optimises and how the student learns: robust (the default, for any teacher: "
-                  "pixels clipped to the real range, and a BatchNorm prior when the teacher's BatchNorm layers can "
-                  "be read, else a smoothness prior, standardized logits and an averaged generator) or paper (DFAD "
-                  "exactly as published). --standardize_logits, --replay_memory, --clip_pixels, --generator_average, "
-                  "--student_average and --generator_loss_weights override single parts of it.")
+                  "pixels clipped to the real range, the student in inference mode in the generator's step, and a "
+                  "BatchNorm prior when the teacher's BatchNorm layers can be read, else a smoothness prior, "
+                  "standardized logits and an averaged generator) or paper (DFAD exactly as published). "
+                  "--standardize_logits, --replay_memory, --clip_pixels, --generator_average, --student_average, "
+                  "--student_training_in_generator_step and --generator_loss_weights override single parts of it.")
 flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
                   "discrepancy ignores logit scale; the student then matches the teacher's logits up to shift and "
@@ -66,6 +67,11 @@ flags.DEFINE_float("student_average", None,
                    "kept and exported, steadier than the one trained (0: none, keep the trained student). "
                    "Default: from --recipe (robust: 0.998 for a student with BatchNorm layers, such as "
                    "the MobileNets and ResNets, 0 for one without; paper: 0).", lower_bound=0.0, upper_bound=0.9999)
+flags.DEFINE_bool("student_training_in_generator_step", None,
+                  "Run the student in training mode (its BatchNorm layers normalising by the batch's statistics) "
+                  "when the generator's step measures the discrepancy, as DFAD does; off, in inference mode (their "
+                  "moving statistics), so that the generator cannot win with near-uniform images whose contrast "
+                  "the student's batch statistics magnify. Default: from --recipe (robust: off; paper: on).")
 flags.DEFINE_bool("jit_compile", False,
                   "Compile each DFAD iteration with XLA. Off by default: on CPU, XLA ran the paper's networks at "
                   "0.69x to 1.00x TensorFlow's plain graph, with a third more memory (benchmarks/README.md); "
@@ -147,6 +153,7 @@ FIELDS = {
     "generator_loss_weights": "objective.generator_loss_weights", "replay_memory": "objective.replay_memory",
     "clip_pixels": "objective.clip_pixels", "generator_average": "objective.generator_average",
     "student_average": "objective.student_average",
+    "student_training_in_generator_step": "objective.student_training_in_generator_step",
     "strategy": "precision.strategy", "sync_batchnorm": "precision.sync_batchnorm",
     "mixed_precision": "precision.mixed_precision", "jit_compile": "precision.jit_compile",
     "export": "export.formats", "calibration_images": "export.calibration_images", "int8_io": "export.int8_io",
