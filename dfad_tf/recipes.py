@@ -42,8 +42,9 @@ import keras
 
 from dfad_tf import objectives
 
-# The `config.ObjectiveConfig` fields a recipe decides: by the teacher (`Recipe.parts`, in this order), and by
-# the student (`Recipe.student_parts`), which is built after the teacher's parts have fixed the precision policy.
+# The `config.ObjectiveConfig` fields a recipe decides: before the student is built (`Recipe.parts`, in this order;
+# all but the last by the teacher), and by the student (`Recipe.student_parts`), which is built after these parts
+# have fixed the precision policy.
 TEACHER_PARTS = ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "generator_loss_weights",
                  "student_training_in_generator_step")
 STUDENT_PARTS = ("student_average",)
