@@ -70,7 +70,7 @@ def tf_keras_twin(student, width=1.0):
 
 def quantization_aware_finetune(teacher, student, generator, iterations=200, batch_size=128, imitation_steps=5,
                                 student_lr=1e-3, generator_lr=1e-4, loss="mae", seed=0, width=1.0,
-                                generator_loss_weights=None):
+                                generator_loss_weights=None, student_training_in_generator_step=True):
     """Fine-tunes a fake-quantized twin of `student` data-free, by DFAD iterations.
 
     Each iteration is the distiller's: `imitation_steps` imitation steps on
@@ -90,6 +90,9 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
         seed: seed of the latent noise.
         width: the student's width multiplier (see `tf_keras_twin`).
         generator_loss_weights: the run's generator objective (`objectives.TERMS`); default DFAD's.
+        student_training_in_generator_step: the run's mode of the student in
+            the generator's step (`objectives.GeneratorObjective`'s
+            `student_training`); default DFAD's training mode.
 
     Returns:
         The quantization-aware tf_keras model (fake-quant nodes inserted).
@@ -105,7 +108,8 @@ def quantization_aware_finetune(teacher, student, generator, iterations=200, bat
     generator_optimizer = keras.optimizers.Adam(generator_lr)
     generator_optimizer.build(generator.trainable_variables)
     discrepancy = losses.get(loss)
-    objective = objectives.GeneratorObjective(teacher, discrepancy, generator_loss_weights)
+    objective = objectives.GeneratorObjective(teacher, discrepancy, generator_loss_weights,
+                                              student_training=student_training_in_generator_step)
 
     @tf.function
     def iteration(step):

@@ -685,7 +685,8 @@ def export(run_dir=None, variants=export_lib.VARIANTS, saved_model=True, referen
             teacher_model, student, generator, iterations=qat_iterations, batch_size=qat_batch_size,
             imitation_steps=run_config.schedule.imitation_steps, student_lr=qat_student_lr, seed=seed,
             width=run_config.student.width, loss=discrepancy(objective),
-            generator_loss_weights=objective.generator_loss_weights)
+            generator_loss_weights=objective.generator_loss_weights,
+            student_training_in_generator_step=objective.student_training_in_generator_step)
         files["qat_int8"] = os.path.join(output_dir, "student_qat_int8.tflite")
         qat.export_qat_tflite(quantized, files["qat_int8"])
 

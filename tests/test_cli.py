@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from dfad_tf import evaluation, export, fileio, models, precision
+from dfad_tf import evaluation, export, fileio, models, objectives, precision
 from dfad_tf.cli import distill, evaluate, export as export_binary, inspect as inspect_binary, train_teacher
 
 from conftest import TINY, files_with_contents, one_line_error, real_program, run_binary, without_gpu
@@ -258,8 +258,12 @@ def test_evaluate_rejects_a_missing_model(tmp_path, capsys):
 
 
 def test_export_binary_writes_every_variant_and_a_computed_report(tmp_path, finished_run, digits_teacher,
-                                                                  digits_arrays, capsys):
+                                                                  digits_arrays, capsys, monkeypatch):
     copy_files(finished_run, tmp_path)
+    student_modes = []  # the quantization-aware iterations run the generator's step as the run did
+    objective = objectives.GeneratorObjective
+    monkeypatch.setattr(objectives, "GeneratorObjective", lambda *args, student_training=True, **kwargs: (
+        student_modes.append(student_training) or objective(*args, student_training=student_training, **kwargs)))
     assert run_binary(export_binary, f"--run_dir={tmp_path}", f"--teacher={digits_teacher}", "--qat_iterations=2",
                       "--qat_batch_size=8", "--calibration_images=16") == 0
     report = json.loads((tmp_path / "export_report.json").read_text())
@@ -267,6 +271,8 @@ def test_export_binary_writes_every_variant_and_a_computed_report(tmp_path, fini
     assert list(rows) == ["keras", "float32", "float16", "dynamic_int8", "int8", "qat_int8",
                           "int8_noise_calibrated", "int8_real_calibrated"]
     assert "int8_real_calibrated" in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "run_config.json").read_text())["objective"]
+    assert student_modes == [recorded["student_training_in_generator_step"]] == [False]  # the robust recipe's
     # The numbers are measured from the files, not copied: recompute the int8 row.
     images, labels = digits_arrays
     path = tmp_path / "student_int8.tflite"
