@@ -184,6 +184,8 @@ class ObjectiveConfig:
         generator_loss_weights: weights of the generator's terms (`objectives.TERMS`).
         replay_memory: images kept in the replay memory (0: none).
         clip_pixels: clip generated images to the real pixel range of the teacher's convention.
+        generate_pixels: the generator's tanh is read as pixels from black to white; False: the paper's
+            output (Generator-A standardises each batch to the dataset's mean and standard deviation).
         generator_average: momentum of the average of the generator's weights that makes half of the
             student's images (0: none).
         student_average: momentum of the average of the student's weights that the run keeps (0: none).
@@ -197,6 +199,7 @@ class ObjectiveConfig:
     generator_loss_weights: dict | None = None
     replay_memory: int | None = None
     clip_pixels: bool | None = None
+    generate_pixels: bool | None = None
     generator_average: float | None = None
     student_average: float | None = None
     student_training_in_generator_step: bool | None = None
@@ -292,7 +295,16 @@ def save(config, run_dir):
     fileio.write_json(os.path.join(run_dir, RUN_CONFIG), to_dict(config))
 
 
+# Recipe parts added after runs were recorded, and what a run recorded before them did: such a run resumes
+# and exports as it ran (its backup holds the generator it had).
+PARTS_BEFORE_THEY_EXISTED = {"student_training_in_generator_step": True, "generate_pixels": False}
+
+
 def load(run_dir, cls=DistillConfig):
     """The config recorded in `run_dir`, or None if there is none."""
     values = fileio.read_json(os.path.join(run_dir, RUN_CONFIG), None)
-    return None if values is None else from_dict(cls, values)
+    if values is None:
+        return None
+    if cls is DistillConfig and "objective" in values:
+        values["objective"] = {**PARTS_BEFORE_THEY_EXISTED, **values["objective"]}
+    return from_dict(cls, values)

@@ -5,7 +5,9 @@ dfad_tf's datasets and generators work in a dataset's normalised space
 may want pixels in [0, 1], [-1, 1], [0, 255] or its own mean/std. Feeding it the
 wrong range silently ruins distillation, so the convention is explicit, and one
 affine map, `teacher_input = scale * normalised + offset`, is applied both to
-the generator's output (a final `Rescaling` layer) and to evaluation images.
+the generator's output (a final `Rescaling` layer) and to evaluation images. A
+generator that ends at its tanh makes pixels (-1 black, 1 white) instead:
+`from_tanh_pixels` gives its map to the teacher's input.
 
 A wrong convention can be caught for a teacher with BatchNorm layers:
 `check_input_convention` compares the batch statistics that the teacher's
@@ -32,8 +34,9 @@ CONVENTIONS = ("normalized", "unit", "symmetric", "byte", "mean_std")
 # inputs): 0.58 to 0.64 for the right convention, 6.6 or more for every wrong one.
 MISMATCH_RATIO = 4.0
 
-# With no dataset there are no statistics to undo: the generator's standardised
-# output is then read as pixels of mean 0.5 and standard deviation 0.25.
+# With no dataset there are no statistics to undo: a generator's standardised
+# output (the paper's Generator-A) is then read as pixels of mean 0.5 and standard
+# deviation 0.25. A generator that makes pixels (`from_tanh_pixels`) needs none.
 GENERIC_MEAN, GENERIC_STD = (0.5,), (0.25,)
 
 
@@ -94,6 +97,26 @@ def from_unit_pixels(input_map, data_mean=GENERIC_MEAN, data_std=GENERIC_STD):
     scale, offset = (np.asarray(value, "float32") for value in input_map)
     mean, std = np.asarray(data_mean, "float32"), np.asarray(data_std, "float32")
     return scale / std, offset - scale * mean / std
+
+
+def from_tanh_pixels(input_map, data_mean=GENERIC_MEAN, data_std=GENERIC_STD):
+    """The affine map from a generator's tanh, read as pixels (-1 black, 1 white), to the model's input.
+
+    Args:
+        input_map: `(scale, offset)` from normalised images to the model's
+            input, from `to_teacher_input`.
+        data_mean, data_std: the dataset's per-channel normalisation.
+
+    Returns:
+        `(scale, offset)`, float32 arrays with one value per channel (or one
+        for all).
+
+    Example:
+    >>> from_tanh_pixels(to_teacher_input("unit", (0.1307,), (0.3081,)), (0.1307,), (0.3081,))
+    (array([0.5], dtype=float32), array([0.5], dtype=float32))
+    """
+    scale, offset = from_unit_pixels(input_map, data_mean, data_std)
+    return scale / 2, offset + scale / 2
 
 
 def is_identity(scale, offset):

@@ -9,7 +9,13 @@ pixels are clipped to the real pixel range of its input convention. When it
 has BatchNorm layers (in a Keras model, or found in a SavedModel's graph), a
 BatchNorm prior (DeepInversion's) keeps generated images where the teacher's
 training images were, with its logit scale, and the discrepancy is the
-paper's. Otherwise (a teacher without BatchNorm, or whose BatchNorm cannot be
+paper's; the generator then makes pixels from black to white (its tanh read as
+pixels), so that the prior can give its images the brightness and contrast of
+those training images, which the paper's Generator-A, standardising each
+batch to the dataset's declared mean and standard deviation, does not let it
+do (without the prior nothing sets them: for a LeNet-5 teacher such a
+generator drew near-binary images, half of them white, and the students were
+no better). Otherwise (a teacher without BatchNorm, or whose BatchNorm cannot be
 read) a smoothness prior takes its place (without it the generator drifts to
 pixel-scale textures that such a teacher classifies but a student learns
 little real from), the discrepancy is taken on standardised logits (a
@@ -28,8 +34,9 @@ README's "Recipes" section has the measurements behind each choice.
 
 Example:
 >>> RECIPES["robust"].parts(conv_bn_teacher)
-{'standardize_logits': False, 'clip_pixels': True, 'replay_memory': 0, 'generator_average': 0.0,
- 'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0}, 'student_training_in_generator_step': False}
+{'standardize_logits': False, 'clip_pixels': True, 'generate_pixels': True, 'replay_memory': 0,
+ 'generator_average': 0.0, 'generator_loss_weights': {'adversarial': 1.0, 'batchnorm': 1.0},
+ 'student_training_in_generator_step': False}
 >>> RECIPES["robust"].parts(lenet5_teacher)["generator_loss_weights"]
 {'adversarial': 1.0, 'smoothness': 1.0}
 >>> RECIPES["robust"].student_parts(mobilenet_student)
@@ -45,8 +52,8 @@ from dfad_tf import objectives
 # The `config.ObjectiveConfig` fields a recipe decides: before the student is built (`Recipe.parts`, in this order;
 # all but the last by the teacher), and by the student (`Recipe.student_parts`), which is built after these parts
 # have fixed the precision policy.
-TEACHER_PARTS = ("standardize_logits", "clip_pixels", "replay_memory", "generator_average", "generator_loss_weights",
-                 "student_training_in_generator_step")
+TEACHER_PARTS = ("standardize_logits", "clip_pixels", "generate_pixels", "replay_memory", "generator_average",
+                 "generator_loss_weights", "student_training_in_generator_step")
 STUDENT_PARTS = ("student_average",)
 PARTS = TEACHER_PARTS + STUDENT_PARTS
 
@@ -61,6 +68,11 @@ class Recipe:
             BatchNorm prior is on.
         clip_pixels: clip generated images to the real pixel range
             (`conventions.PixelRange`).
+        generate_pixels: the generator ends at its tanh, read as pixels
+            from black to white, instead of the paper's output (Generator-A
+            standardises each batch to the dataset's mean and standard
+            deviation), when the BatchNorm prior is on (it then sets the
+            images' brightness and contrast).
         replay_memory: images in the replay memory (0 for none).
         generator_average: momentum of the average of the generator's
             weights that makes half of the student's images
@@ -83,6 +95,7 @@ class Recipe:
 
     standardize_logits: bool
     clip_pixels: bool
+    generate_pixels: bool
     replay_memory: int
     generator_average: float
     student_average: float
@@ -99,7 +112,9 @@ class Recipe:
             parts["standardize_logits"] = False
             parts["generator_average"] = 0.0
             parts["generator_loss_weights"]["batchnorm"] = self.batchnorm_prior
-        elif self.smoothness_prior:
+            return parts
+        parts["generate_pixels"] = False
+        if self.smoothness_prior:
             parts["generator_loss_weights"]["smoothness"] = self.smoothness_prior
         return parts
 
@@ -115,10 +130,10 @@ def _has_batchnorm(model):
 
 
 RECIPES = {
-    "paper": Recipe(standardize_logits=False, clip_pixels=False, replay_memory=0, generator_average=0.0,
-                    student_average=0.0, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=0.0,
-                    smoothness_prior=0.0, student_training_in_generator_step=True),
-    "robust": Recipe(standardize_logits=True, clip_pixels=True, replay_memory=0, generator_average=0.99,
-                     student_average=0.998, generator_loss_weights=(("adversarial", 1.0),), batchnorm_prior=1.0,
-                     smoothness_prior=1.0, student_training_in_generator_step=False),
+    "paper": Recipe(standardize_logits=False, clip_pixels=False, generate_pixels=False, replay_memory=0,
+                    generator_average=0.0, student_average=0.0, generator_loss_weights=(("adversarial", 1.0),),
+                    batchnorm_prior=0.0, smoothness_prior=0.0, student_training_in_generator_step=True),
+    "robust": Recipe(standardize_logits=True, clip_pixels=True, generate_pixels=True, replay_memory=0,
+                     generator_average=0.99, student_average=0.998, generator_loss_weights=(("adversarial", 1.0),),
+                     batchnorm_prior=1.0, smoothness_prior=1.0, student_training_in_generator_step=False),
 }

@@ -366,10 +366,12 @@ def _build_distiller(run_config, spec, input_map, sync_batchnorm, strategy_name)
         generator = _load_fixed_generator(generator_config.fixed, image_shape)
     else:
         statistics = dict(data_mean=spec.mean, data_std=spec.std) if spec is not None else {}
+        output_map = conventions.from_tanh_pixels(input_map, **statistics) if objective.generate_pixels else input_map
         generator = conventions.adapt_generator(
             models.build_generator(generator_config.model, generator_config.latent_dim, image_shape,
-                                   width=generator_config.width, synchronized_batchnorm=sync_batchnorm),
-            *input_map, clip_to=conventions.pixel_range(*input_map, **statistics) if objective.clip_pixels else None)
+                                   width=generator_config.width, synchronized_batchnorm=sync_batchnorm,
+                                   standardize_output=False if objective.generate_pixels else None),
+            *output_map, clip_to=conventions.pixel_range(*input_map, **statistics) if objective.clip_pixels else None)
     distiller = DataFreeDistiller(teacher, student, generator, imitation_steps=schedule.imitation_steps,
                                   seed=run_config.seed, replay_memory=objective.replay_memory,
                                   generator_average=objective.generator_average,

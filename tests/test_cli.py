@@ -62,7 +62,11 @@ def test_distill_leaves_the_promised_outputs(finished_run, digits_arrays):
     assert metrics["student_accuracy"] == pytest.approx(np.mean(keras_logits.argmax(-1) == labels))
     assert metrics["student_tflite_accuracy"] == pytest.approx(metrics["student_accuracy"])
     assert os.path.exists(finished_run / "student_savedmodel" / "saved_model.pb")
-    assert keras.saving.load_model(finished_run / "generator.keras").output_shape == (None, 32, 32, 1)
+    generator = keras.saving.load_model(finished_run / "generator.keras")
+    assert generator.output_shape == (None, 32, 32, 1)
+    # Without a BatchNorm prior (a LeNet-5 teacher) the generator keeps Generator-A's standardising BN.
+    assert metrics["config"]["objective"]["generate_pixels"] is False
+    assert [layer.name for layer in generator.layers][-3:] == ["tanh", "out_bn", "pixel_range"]
 
 
 def test_the_first_epoch_within_reach_of_the_teacher_is_read_off_the_history():
@@ -535,7 +539,8 @@ def test_mixed_bfloat16_run_saves_and_exports_float32_models(tmp_path, digits_te
 
 
 @pytest.mark.skipif(precision.unsupported("mixed_bfloat16") is not None, reason="no bfloat16 instructions here")
-def test_auto_precision_keeps_float32_beside_the_batchnorm_prior(tmp_path, unit_bn_teacher):
+def test_a_batchnorm_teacher_gets_the_prior_a_generator_of_pixels_and_float32_under_auto_precision(
+        tmp_path, unit_bn_teacher):
     path = tmp_path / "teacher.keras"
     unit_bn_teacher.save(path)
     assert run_binary(distill, f"--model_dir={tmp_path / 'run'}", f"--teacher={path}", "--teacher_input=unit",
@@ -543,6 +548,13 @@ def test_auto_precision_keeps_float32_beside_the_batchnorm_prior(tmp_path, unit_
     config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
     assert config["objective"]["generator_loss_weights"]["batchnorm"] == 1.0  # the recipe turned the prior on
     assert config["precision"]["mixed_precision"] == "float32"
+    # The generator ends at its tanh, read as pixels in the teacher's [0, 1]: -1 black, 1 white.
+    assert config["objective"]["generate_pixels"] is True
+    generator = keras.saving.load_model(tmp_path / "run" / "generator.keras")
+    assert [layer.name for layer in generator.layers][-4:] == ["to_image", "tanh", "to_teacher_input", "pixel_range"]
+    tanh = keras.Model(generator.inputs, generator.get_layer("tanh").output)
+    noise = np.random.default_rng(0).standard_normal((16, generator.input_shape[-1])).astype("float32")
+    np.testing.assert_allclose(generator(noise), (np.asarray(tanh(noise)) + 1) / 2, atol=1e-6)
 
 
 def test_auto_precision_is_bfloat16_only_where_the_processor_has_it(monkeypatch):

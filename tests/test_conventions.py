@@ -20,6 +20,15 @@ def test_maps_normalised_black_and_white_to_the_conventions_range(convention, pi
     assert scale * white + offset == pytest.approx(pixel_1, abs=1e-3)
 
 
+@pytest.mark.parametrize("convention, pixel_0, pixel_1", [
+    ("normalized", -MEAN[0] / STD[0], (1 - MEAN[0]) / STD[0]), ("unit", 0.0, 1.0), ("symmetric", -1.0, 1.0),
+    ("byte", 0.0, 255.0)])
+def test_a_tanh_read_as_pixels_maps_minus_one_and_one_to_black_and_white(convention, pixel_0, pixel_1):
+    scale, offset = conventions.from_tanh_pixels(conventions.to_teacher_input(convention, MEAN, STD), MEAN, STD)
+    np.testing.assert_allclose(scale * np.array([-1.0, 0.0, 1.0]) + offset,
+                               [pixel_0, (pixel_0 + pixel_1) / 2, pixel_1], rtol=1e-5, atol=1e-5)
+
+
 def test_mean_std_and_normalized_conventions():
     assert conventions.to_teacher_input("normalized", MEAN, STD) == (1.0, 0.0)
     # A teacher normalised with ImageNet statistics, fed images normalised with the dataset's.

@@ -55,6 +55,19 @@ def test_generator_a_ends_in_tanh_and_non_affine_batchnorm():
     assert slopes == pytest.approx([0.2, 0.2])
 
 
+@pytest.mark.parametrize("name", ["generator_a", "generator_b"])
+def test_either_generator_can_end_at_its_tanh_or_standardise_each_channel(name):
+    noise = np.random.default_rng(0).standard_normal((64, 8)).astype("float32")
+    at_tanh = models.build_generator(name, 8, (32, 32, 2), width=4, standardize_output=False)
+    assert at_tanh.layers[-1].get_config()["activation"] == "tanh"
+    images = np.asarray(at_tanh(noise, training=True))
+    assert np.abs(images).max() <= 1 and images.std() < 0.5  # an untrained tanh stays near 0
+    standardized = models.build_generator(name, 8, (32, 32, 2), width=4, standardize_output=True)
+    images = np.asarray(standardized(noise, training=True))
+    np.testing.assert_allclose(images.mean(axis=(0, 1, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(images.std(axis=(0, 1, 2)), 1, atol=1e-2)
+
+
 def test_generator_b_uses_transposed_convolutions_and_ends_in_tanh():
     generator = models.build_generator("generator_b", 8, (64, 64, 3), width=8)
     deconvs = [layer.filters for layer in generator.layers if isinstance(layer, keras.layers.Conv2DTranspose)]

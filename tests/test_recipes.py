@@ -10,8 +10,9 @@ from dfad_tf.data import digits
 
 def test_the_paper_recipe_is_dfad_as_published():
     paper = recipes.RECIPES["paper"]
-    as_published = {"standardize_logits": False, "clip_pixels": False, "replay_memory": 0, "generator_average": 0.0,
-                    "generator_loss_weights": {"adversarial": 1.0}, "student_training_in_generator_step": True}
+    as_published = {"standardize_logits": False, "clip_pixels": False, "generate_pixels": False, "replay_memory": 0,
+                    "generator_average": 0.0, "generator_loss_weights": {"adversarial": 1.0},
+                    "student_training_in_generator_step": True}
     assert paper.parts(models.build_classifier("lenet5", (32, 32, 1), 10)) == as_published
     assert paper.parts(conv_bn_classifier()) == as_published  # never a prior, even where one could be read
     assert paper.student_parts(conv_bn_classifier()) == {"student_average": 0.0}  # the trained student, always
@@ -27,11 +28,11 @@ def test_where_batchnorm_can_be_read_its_prior_replaces_smoothness_standardised_
         unit_bn_teacher, tmp_path):
     robust = recipes.RECIPES["robust"]
     assert robust.parts(unit_bn_teacher) == {
-        "standardize_logits": False, "clip_pixels": True, "replay_memory": 0,
+        "standardize_logits": False, "clip_pixels": True, "generate_pixels": True, "replay_memory": 0,
         "generator_average": 0.0,
         "generator_loss_weights": {"adversarial": 1.0, "batchnorm": robust.batchnorm_prior},
         "student_training_in_generator_step": False}
-    guarded = {"standardize_logits": True, "clip_pixels": True, "replay_memory": 0,
+    guarded = {"standardize_logits": True, "clip_pixels": True, "generate_pixels": False, "replay_memory": 0,
                "generator_average": robust.generator_average,
                "generator_loss_weights": {"adversarial": 1.0, "smoothness": robust.smoothness_prior},
                "student_training_in_generator_step": False}

@@ -38,9 +38,11 @@ flags.DEFINE_enum("loss", "mae", list(losses.DISCREPANCIES),
 flags.DEFINE_enum("recipe", "robust", list(recipes.RECIPES),
                   "What the generator optimises and how the student learns: robust (the default, for any teacher: "
                   "pixels clipped to the real range, the student in inference mode in the generator's step, and a "
-                  "BatchNorm prior when the teacher's BatchNorm layers can be read, else a smoothness prior, "
+                  "BatchNorm prior and a generator making pixels when the teacher's BatchNorm layers can be read, "
+                  "else a smoothness prior, "
                   "standardized logits and an averaged generator) or paper (DFAD exactly as published). "
-                  "--standardize_logits, --replay_memory, --clip_pixels, --generator_average, --student_average, "
+                  "--standardize_logits, --replay_memory, --clip_pixels, --generate_pixels, --generator_average, "
+                  "--student_average, "
                   "--student_training_in_generator_step and --generator_loss_weights override single parts of it.")
 flags.DEFINE_bool("standardize_logits", None,
                   "Standardize each teacher and student logit vector (mean 0, std 1) before --loss, so that the "
@@ -55,6 +57,12 @@ flags.DEFINE_bool("clip_pixels", None,
                   "Clip generated images to the range real pixels have in the teacher's input convention (black to "
                   "white), so that the generator cannot invent pixels no teacher was trained on. Default: from "
                   "--recipe (robust: on; paper: off).")
+flags.DEFINE_bool("generate_pixels", None,
+                  "The generator ends at its tanh, read as pixels from black (-1) to white (1) and mapped to the "
+                  "teacher's input convention, so that the brightness and contrast of its images are its own to "
+                  "learn; off, the paper's output (Generator-A standardises every batch to the dataset's mean and "
+                  "standard deviation). Default: from --recipe (robust: on when the BatchNorm prior is, which then "
+                  "sets the images' brightness and contrast; paper: off).")
 flags.DEFINE_float("generator_average", None,
                    "Momentum of an average of the generator's weights over its last iterations (about "
                    "1 / (1 - momentum) of them), updated after every generation step: every imitation step makes "
@@ -151,7 +159,8 @@ FIELDS = {
     "image_size": "schedule.image_size",
     "recipe": "objective.recipe", "loss": "objective.loss", "standardize_logits": "objective.standardize_logits",
     "generator_loss_weights": "objective.generator_loss_weights", "replay_memory": "objective.replay_memory",
-    "clip_pixels": "objective.clip_pixels", "generator_average": "objective.generator_average",
+    "clip_pixels": "objective.clip_pixels", "generate_pixels": "objective.generate_pixels",
+    "generator_average": "objective.generator_average",
     "student_average": "objective.student_average",
     "student_training_in_generator_step": "objective.student_training_in_generator_step",
     "strategy": "precision.strategy", "sync_batchnorm": "precision.sync_batchnorm",

@@ -123,7 +123,7 @@ def build_model(name, input_shape, num_classes, width=1.0, output_stride=16, bac
                       width=width, backbone_weights=backbone_weights, name=name)
 
 
-def build_generator(name, latent_dim, image_shape, width=64, synchronized_batchnorm=False):
+def build_generator(name, latent_dim, image_shape, width=64, synchronized_batchnorm=False, standardize_output=None):
     """Builds a registered generator by name.
 
     Args:
@@ -133,9 +133,14 @@ def build_generator(name, latent_dim, image_shape, width=64, synchronized_batchn
         width: base filter count (64 in the paper).
         synchronized_batchnorm: BatchNorm statistics over the global batch of
             a `tf.distribute` strategy rather than each replica's part.
+        standardize_output: end with a non-affine BN that standardises each
+            channel of the batch (True) or at the tanh (False); None: as the
+            paper publishes the generator (Generator-A with it, Generator-B
+            without).
 
     Returns:
         A `keras.Model` mapping latent vectors to images.
     """
+    published = {} if standardize_output is None else {"standardize_output": standardize_output}
     return _lookup(GENERATORS, "generator", name)(latent_dim, image_shape, width=width,
-                                                  synchronized_batchnorm=synchronized_batchnorm)
+                                                  synchronized_batchnorm=synchronized_batchnorm, **published)

@@ -120,19 +120,26 @@ def _project(latent_dim, image_shape, channels, upsampling, bn):
     return z, x
 
 
-def _to_image(z, x, image_shape, name):
+def _to_image(z, x, image_shape, standardize_output, bn, name):
+    """3x3 conv to the image channels, tanh and, with `standardize_output`, a non-affine BN; crop; the model."""
+    x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
+    x = layers.Activation("tanh", name="tanh")(x)
+    if standardize_output:
+        x = FusedBatchNormalization(center=False, scale=False, **bn, name="out_bn")(x)
     height, width = image_shape[:2]
     if x.shape[1:3] != (height, width):
         x = layers.CenterCrop(height, width, name="crop")(x)
     return keras.Model(z, x, name=name)
 
 
-def generator_a(latent_dim, image_shape, width=64, synchronized_batchnorm=False, name="generator_a"):
+def generator_a(latent_dim, image_shape, width=64, synchronized_batchnorm=False, standardize_output=True,
+                name="generator_a"):
     """Generator-A: nearest-neighbour upsampling, for MNIST and CIFAR.
 
     FC, reshape, BN; 2x upsample, 3x3 conv (2*width), BN, LeakyReLU(0.2);
     2x upsample, 3x3 conv (width), BN, LeakyReLU(0.2); 3x3 conv to the image
-    channels, tanh, and a non-affine BN that standardises each channel.
+    channels, tanh, and (as published) a non-affine BN that standardises each
+    channel of the batch.
 
     Args:
         latent_dim: length of the noise vector.
@@ -140,6 +147,9 @@ def generator_a(latent_dim, image_shape, width=64, synchronized_batchnorm=False,
         width: base filter count (64 in the paper).
         synchronized_batchnorm: compute BatchNorm statistics over the global
             batch of a `tf.distribute` strategy, not each replica's part.
+        standardize_output: end with the non-affine BN (the paper's); False
+            ends at the tanh, whose values in [-1, 1] can then be read as
+            pixels from black to white (`conventions.from_tanh_pixels`).
         name: model name.
 
     Returns:
@@ -155,13 +165,11 @@ def generator_a(latent_dim, image_shape, width=64, synchronized_batchnorm=False,
         x = UpsampleConv2D(filters, name=f"conv{i}")(x)
         x = FusedBatchNormalization(**bn, name=f"bn{i}")(x)
         x = layers.LeakyReLU(0.2, name=f"lrelu{i}")(x)
-    x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
-    x = layers.Activation("tanh", name="tanh")(x)
-    x = FusedBatchNormalization(center=False, scale=False, **bn, name="out_bn")(x)
-    return _to_image(z, x, image_shape, name)
+    return _to_image(z, x, image_shape, standardize_output, bn, name)
 
 
-def generator_b(latent_dim, image_shape, width=64, synchronized_batchnorm=False, name="generator_b"):
+def generator_b(latent_dim, image_shape, width=64, synchronized_batchnorm=False, standardize_output=False,
+                name="generator_b"):
     """Generator-B: DCGAN-style transposed convolutions, for larger images.
 
     FC, reshape, BN; four 3x3 stride-2 transposed convolutions with 8, 4, 2
@@ -173,6 +181,8 @@ def generator_b(latent_dim, image_shape, width=64, synchronized_batchnorm=False,
         image_shape: `(height, width, channels)` of the images to produce.
         width: base filter count (64 in the paper).
         synchronized_batchnorm: as for `generator_a`.
+        standardize_output: end with a non-affine BN as Generator-A does
+            (not the paper's Generator-B).
         name: model name.
 
     Returns:
@@ -190,6 +200,4 @@ def generator_b(latent_dim, image_shape, width=64, synchronized_batchnorm=False,
         )(x)
         x = FusedBatchNormalization(**bn, name=f"bn{i}")(x)
         x = layers.LeakyReLU(0.2, name=f"lrelu{i}")(x)
-    x = layers.Conv2D(image_shape[-1], 3, padding="same", name="to_image")(x)
-    x = layers.Activation("tanh", name="tanh")(x)
-    return _to_image(z, x, image_shape, name)
+    return _to_image(z, x, image_shape, standardize_output, bn, name)
