@@ -100,16 +100,7 @@ def from_unit_pixels(input_map, data_mean=GENERIC_MEAN, data_std=GENERIC_STD):
 
 
 def from_tanh_pixels(input_map, data_mean=GENERIC_MEAN, data_std=GENERIC_STD):
-    """The affine map from a generator's tanh, read as pixels (-1 black, 1 white), to the model's input.
-
-    Args:
-        input_map: `(scale, offset)` from normalised images to the model's
-            input, from `to_teacher_input`.
-        data_mean, data_std: the dataset's per-channel normalisation.
-
-    Returns:
-        `(scale, offset)`, float32 arrays with one value per channel (or one
-        for all).
+    """`from_unit_pixels` for a generator's tanh read as pixels: -1 black, 1 white.
 
     Example:
     >>> from_tanh_pixels(to_teacher_input("unit", (0.1307,), (0.3081,)), (0.1307,), (0.3081,))
