@@ -34,17 +34,21 @@ def foreign_teacher():
     return teacher
 
 
+def unit_generator(latent_dim, generate_pixels, clip_pixels):
+    """Generator-A (width 8) adapted to [0, 1] inputs as `dfad-distill` builds it for these recipe parts."""
+    statistics = digits.SPEC.mean, digits.SPEC.std
+    return conventions.adapt_generator(
+        models.build_generator("generator_a", latent_dim, (32, 32, 1), width=8,
+                               standardize_output=False if generate_pixels else None),
+        *(conventions.from_tanh_pixels(UNIT, *statistics) if generate_pixels else UNIT),
+        clip_to=conventions.pixel_range(*UNIT, *statistics) if clip_pixels else None)
+
+
 def distill(teacher, recipe_name, test_images, test_labels, epochs=3, **overrides):
     """Held-out accuracy per epoch, and the distiller; `overrides` replace parts of the recipe."""
     parts = {**recipes.RECIPES[recipe_name].parts(teacher), **overrides}
     keras.utils.set_random_seed(0)
-    statistics = digits.SPEC.mean, digits.SPEC.std
-    clip = conventions.pixel_range(*UNIT, *statistics) if parts["clip_pixels"] else None
-    output_map = conventions.from_tanh_pixels(UNIT, *statistics) if parts["generate_pixels"] else UNIT
-    generator = conventions.adapt_generator(
-        models.build_generator("generator_a", 64, (32, 32, 1), width=8,
-                               standardize_output=False if parts["generate_pixels"] else None), *output_map,
-        clip_to=clip)
+    generator = unit_generator(64, parts["generate_pixels"], parts["clip_pixels"])
     student = models.build_classifier("lenet5_half", (32, 32, 1), 10)
     distiller = DataFreeDistiller(teacher, student, generator, replay_memory=parts["replay_memory"],
                                   generator_average=parts["generator_average"],
@@ -81,11 +85,7 @@ def test_a_generator_that_makes_pixels_meets_the_brightness_and_contrast_of_the_
     found = {}
     for generate_pixels in (True, False):
         keras.utils.set_random_seed(0)
-        generator = conventions.adapt_generator(
-            models.build_generator("generator_a", 16, (32, 32, 1), width=8,
-                                   standardize_output=False if generate_pixels else None),
-            *(conventions.from_tanh_pixels(UNIT, *statistics) if generate_pixels else UNIT),
-            clip_to=conventions.pixel_range(*UNIT, *statistics))
+        generator = unit_generator(16, generate_pixels, clip_pixels=True)
         optimizer = keras.optimizers.Adam(1e-2)
         step = tf.function(lambda: generation_step(None, generator, noise, objective, optimizer))
         for _ in range(50):
